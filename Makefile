@@ -1,0 +1,59 @@
+# Messenger API: every task of the project is a target here.  `make` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-28s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	touch $@
+
+venv: $(STAMP) ## create .venv with the core, the four plugins (editable) and the dev tools
+
+system-deps: ## install the Debian packages the tests use (nginx, docker-compose) when missing
+	@deploy/system-deps
+
+run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker)
+	$(BIN)/messenger-api
+
+run-dev: venv ## API + consumer from the venv against local PostgreSQL, Redis, RabbitMQ (deploy/.env.dev)
+	set -a; . deploy/.env.dev; set +a; \
+	trap 'kill 0' EXIT; $(BIN)/messenger-consumer & $(BIN)/messenger-api
+
+run-prod: ## the full stack with docker-compose (needs a Docker engine)
+	docker-compose --env-file deploy/.env.prod up --build
+
+migrate: venv ## apply pending migrations (make migrate DOWN=plugin[:version] rolls back)
+	$(BIN)/messenger-api migrate $(if $(DOWN),--down $(DOWN))
+
+lint: venv ## pylint and flake8
+	$(BIN)/pylint --rcfile=.pylintrc messenger_core plugins bench
+	$(BIN)/pylint --rcfile=.pylintrc --disable=missing-function-docstring,redefined-outer-name tests
+	$(BIN)/flake8 messenger_core plugins tests bench
+
+test: venv system-deps ## the whole test suite against real PostgreSQL, Redis, RabbitMQ
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+tests-html-coverage-report: venv system-deps ## tests with an HTML coverage report in htmlcov/
+	$(BIN)/pytest --cov=messenger_core $(foreach p,$(PLUGINS),--cov=$(notdir $(p))) --cov-report=html $(PYTEST_ARGS)
+	@echo "open htmlcov/index.html"
+
+openapi: venv ## regenerate swagger.yml from the code
+	MESSENGER_APPS= $(BIN)/messenger-api openapi > swagger.yml
+
+bench: venv ## run the benchmark suite (bounded, loopback only); see bench/README.md
+	$(BIN)/python -m bench.run
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache htmlcov .coverage

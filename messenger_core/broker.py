@@ -1,0 +1,329 @@
+"""Task queue: RabbitMQ through pika, or an embedded in-process worker when ``RMQ_URL`` is empty.
+
+Plugins declare :class:`Task` objects (``messenger_task_handlers``) and publish with
+``await runtime.queue.publish("name", payload)``.  With RabbitMQ the publish returns only after
+the broker confirmed the persistent message; ``messenger-consumer`` (:func:`run_consumer`) then
+runs the handler and acknowledges only after it finished, so a crash means redelivery.  Without
+RabbitMQ the same handlers run on asyncio tasks inside the API process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pika
+import pika.exceptions
+
+from .errors import StartupError, service_unavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import Runtime
+
+log = logging.getLogger("messenger.broker")
+
+TaskHandler = Callable[..., Awaitable[None]]
+GiveUpHandler = Callable[..., Awaitable[None]]
+ATTEMPT_HEADER = "x-attempt"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of queued work: its name, the coroutine that runs it and where it travels.
+
+    ``handler(payload=dict, runtime=Runtime, attempt=int)`` runs one task; ``on_give_up`` (same
+    arguments plus ``error``) is awaited when the handler raised on its last attempt.
+    """
+
+    name: str
+    handler: TaskHandler
+    exchange: str
+    routing_key: str
+    queue: str
+    max_attempts: int = 3
+    on_give_up: GiveUpHandler | None = None
+
+
+def collect_tasks(results: list[tuple[str, list[Task]]]) -> dict[str, Task]:
+    """Merge the plugins' task lists; a name claimed twice stops start-up."""
+    tasks: dict[str, Task] = {}
+    owners: dict[str, str] = {}
+    for plugin, items in results:
+        for task in items:
+            if task.name in tasks:
+                raise StartupError(f"task {task.name!r} is declared by both {owners[task.name]!r} and {plugin!r}")
+            tasks[task.name] = task
+            owners[task.name] = plugin
+    return tasks
+
+
+async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", attempt: int) -> bool:
+    """Run one task; True when it finished or was given up (ack it), False to retry it."""
+    try:
+        await task.handler(payload=payload, runtime=runtime, attempt=attempt)
+        return True
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if attempt < task.max_attempts:
+            log.warning("task %s attempt %d failed, will retry: %r", task.name, attempt, exc)
+            return False
+        log.exception("task %s failed after %d attempts", task.name, attempt)
+        if task.on_give_up is not None:
+            try:
+                await task.on_give_up(payload=payload, runtime=runtime, attempt=attempt, error=exc)
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("task %s: on_give_up failed", task.name)
+        return True
+
+
+class TaskQueue(ABC):
+    """Where ``publish`` sends tasks."""
+
+    def __init__(self, tasks: dict[str, Task]) -> None:
+        self.tasks = tasks
+
+    def task(self, name: str) -> Task:
+        """The declared task of that name."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise StartupError(f"no enabled plugin declares task {name!r}") from None
+
+    @abstractmethod
+    async def publish(self, name: str, payload: dict[str, Any]) -> None:
+        """Queue a task; returns once it is safely accepted, else raises 503 service-unavailable."""
+
+    async def start(self, runtime: "Runtime") -> None:
+        """Start background work (the embedded worker)."""
+
+    async def close(self) -> None:
+        """Stop background work, close connections."""
+
+
+class EmbeddedQueue(TaskQueue):
+    """In-process worker: the same task handlers on ``workers`` asyncio tasks."""
+
+    def __init__(self, tasks: dict[str, Task], workers: int) -> None:
+        super().__init__(tasks)
+        self.workers = workers
+        self._queue: asyncio.Queue[tuple[Task, dict[str, Any], int]] = asyncio.Queue()
+        self._runners: list[asyncio.Task[None]] = []
+        self._runtime: Runtime | None = None
+
+    async def publish(self, name: str, payload: dict[str, Any]) -> None:
+        self._queue.put_nowait((self.task(name), payload, 1))
+
+    async def start(self, runtime: "Runtime") -> None:
+        self._runtime = runtime
+        self._runners = [asyncio.create_task(self._run()) for _ in range(self.workers)]
+
+    async def _run(self) -> None:
+        assert self._runtime is not None
+        while True:
+            task, payload, attempt = await self._queue.get()
+            try:
+                if not await run_task(task, payload, self._runtime, attempt):
+                    self._queue.put_nowait((task, payload, attempt + 1))
+            finally:
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until every queued task has run (tests and shutdown)."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            runner.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+
+
+def connection_parameters(url: str) -> pika.URLParameters:
+    """pika parameters with short timeouts, so an outage answers fast instead of hanging."""
+    params = pika.URLParameters(url)
+    params.socket_timeout = 2.0
+    params.stack_timeout = 3.0
+    params.blocked_connection_timeout = 5.0
+    params.connection_attempts = 1
+    return params
+
+
+def declare(channel: Any, task: Task) -> None:
+    """Durable exchange and queue, bound by the task's routing key (idempotent)."""
+    channel.exchange_declare(exchange=task.exchange, exchange_type="direct", durable=True)
+    channel.queue_declare(queue=task.queue, durable=True)
+    channel.queue_bind(queue=task.queue, exchange=task.exchange, routing_key=task.routing_key)
+
+
+def encode(name: str, payload: dict[str, Any]) -> bytes:
+    """The wire form of a task message."""
+    return json.dumps({"task": name, "payload": payload}, separators=(",", ":")).encode()
+
+
+class RabbitQueue(TaskQueue):
+    """Publisher for the API process: a blocking pika connection owned by one thread.
+
+    Each publish waits for the broker's confirm of a persistent, mandatory message.  A broken
+    connection is replaced once per publish; if RabbitMQ still cannot take the message the caller
+    gets 503 ``service-unavailable`` and nothing was accepted.
+    """
+
+    def __init__(self, tasks: dict[str, Task], url: str) -> None:
+        super().__init__(tasks)
+        self.params = connection_parameters(url)
+        self.params.heartbeat = 0  # the thread is idle between publishes; a dead link is replaced
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rabbit-publisher")
+        self._connection: Any = None
+        self._channel: Any = None
+        self.available = True
+
+    def _connect(self) -> None:
+        self._close()
+        self._connection = pika.BlockingConnection(self.params)
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        for task in self.tasks.values():
+            declare(channel, task)
+        self._channel = channel
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except pika.exceptions.AMQPError:
+                pass
+
+    def _publish_blocking(self, task: Task, body: bytes) -> None:
+        for attempt in (1, 2):
+            try:
+                if self._channel is None or not self._channel.is_open:
+                    self._connect()
+                self._channel.basic_publish(
+                    exchange=task.exchange, routing_key=task.routing_key, body=body, mandatory=True,
+                    properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                                    content_type="application/json",
+                                                    headers={ATTEMPT_HEADER: 1}))
+                return
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self._close()
+                if attempt == 2:
+                    raise
+                log.info("rabbitmq publish retry after: %r", exc)
+
+    async def publish(self, name: str, payload: dict[str, Any]) -> None:
+        task = self.task(name)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._publish_blocking, task, encode(name, payload))
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            if self.available:
+                log.warning("rabbitmq unavailable: %r", exc)
+            self.available = False
+            raise service_unavailable() from exc
+        if not self.available:
+            log.info("rabbitmq is back")
+        self.available = True
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)
+
+
+def make_queue(url: str, tasks: dict[str, Task], embedded_workers: int) -> TaskQueue:
+    """RabbitMQ when a URL is set, else the embedded worker."""
+    if url:
+        return RabbitQueue(tasks, url)
+    return EmbeddedQueue(tasks, embedded_workers)
+
+
+# ---- the consumer process ---------------------------------------------------------------------
+
+class Consumer:
+    """``messenger-consumer``: takes tasks from RabbitMQ, runs them, acks when they are done.
+
+    Runs the handlers on its own asyncio loop (where the runtime's pools live).  Reconnects with
+    a capped exponential backoff.  SIGTERM lets the task in hand finish, then exits.
+    """
+
+    def __init__(self, runtime: "Runtime", loop: asyncio.AbstractEventLoop, url: str, prefetch: int) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.tasks = runtime.tasks
+        self.params = connection_parameters(url)
+        self.prefetch = prefetch
+        self.stopping = False
+        self._backoff = 0.5
+        by_queue: dict[str, Task] = {}
+        for task in self.tasks.values():
+            if task.queue in by_queue:
+                raise StartupError(f"tasks {by_queue[task.queue].name!r} and {task.name!r} share queue {task.queue!r}")
+            by_queue[task.queue] = task
+        self.by_queue = by_queue
+
+    def stop(self, *_: Any) -> None:
+        """Signal handler: finish the current task, then leave."""
+        log.info("consumer stopping")
+        self.stopping = True
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            message = json.loads(body)
+            task = self.tasks[message["task"]]
+            payload = message["payload"]
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping malformed task message on %s: %r", method.routing_key, body[:200])
+            channel.basic_ack(delivery_tag=method.delivery_tag)
+            return
+        attempt = int((properties.headers or {}).get(ATTEMPT_HEADER, 1))
+        if method.redelivered:
+            log.info("task %s redelivered (a consumer stopped while running it)", task.name)
+        done = self.loop.run_until_complete(run_task(task, payload, self.runtime, attempt))
+        if not done:
+            channel.basic_publish(
+                exchange=task.exchange, routing_key=task.routing_key, body=body,
+                properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                                content_type="application/json",
+                                                headers={ATTEMPT_HEADER: attempt + 1}))
+        channel.basic_ack(delivery_tag=method.delivery_tag)
+
+    def _serve_once(self) -> None:
+        connection = pika.BlockingConnection(self.params)
+        try:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=self.prefetch)
+            for task in self.tasks.values():
+                declare(channel, task)
+                channel.basic_consume(queue=task.queue, on_message_callback=self._on_message)
+            log.info("consumer ready: %s", ", ".join(sorted(self.by_queue)))
+            self._backoff = 0.5
+            while not self.stopping:
+                connection.process_data_events(time_limit=0.5)
+                # let the runtime's background work (pool maintenance) breathe between messages
+                self.loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def run(self) -> None:
+        """Consume until SIGTERM/SIGINT; reconnect with backoff on broker errors."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        if not self.tasks:
+            log.warning("no enabled plugin declares tasks; the consumer has nothing to do")
+        while not self.stopping:
+            try:
+                self._serve_once()
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                log.warning("rabbitmq connection lost (%r); retrying in %.1fs", exc, self._backoff)
+                deadline = time.monotonic() + self._backoff
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self._backoff = min(self._backoff * 2, 10.0)

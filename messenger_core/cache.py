@@ -1,0 +1,245 @@
+"""Cache: one async interface, two backends (memory per process, Redis shared).
+
+Besides plain keys the cache has *groups*: many fields that expire together and are made stale
+together by one ``invalidate(group)``, no key scans.  A plugin that caches many views of one object
+(say every page of one chat) keeps them in one group.  Writes into a group are guarded by a
+generation token taken *before* reading the source of truth, so a reader that raced with an
+invalidation can never put a stale entry back.  Redis being unreachable degrades every call to a
+miss / no-op with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .settings import Config
+
+log = logging.getLogger("messenger.cache")
+
+
+class Cache(ABC):
+    """The cache interface the core gives to plugins (``runtime.cache``)."""
+
+    #: True when every process of the service sees the same entries (Redis, or one process).
+    shared: bool = False
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The value, or None on a miss (or when the backend is down)."""
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store a value for ``ttl`` seconds (default ``CACHE_TTL``)."""
+
+    @abstractmethod
+    async def delete(self, *keys: str) -> None:
+        """Forget keys or whole groups."""
+
+    @abstractmethod
+    async def group_get(self, group: str, field: str) -> bytes | None:
+        """One field of a group, or None."""
+
+    @abstractmethod
+    async def group_token(self, group: str) -> int | None:
+        """The group's generation; take it before reading the data you are going to cache.
+
+        None when the backend is down (then do not cache).
+        """
+
+    @abstractmethod
+    async def group_set(self, group: str, field: str, value: bytes, token: int,
+                        ttl: float | None = None) -> None:
+        """Store one field, unless the group was invalidated since ``token`` was taken."""
+
+    @abstractmethod
+    async def invalidate(self, group: str) -> None:
+        """Make every field of the group stale, in every process that shares this cache."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryCache(Cache):
+    """A per-process LRU with a TTL per entry and a bound on the number of entries."""
+
+    def __init__(self, max_items: int, ttl: float, shared: bool = False) -> None:
+        self.max_items = max_items
+        self.ttl = ttl
+        self.shared = shared
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._generations: dict[str, int] = {}
+
+    def _lookup(self, key: str) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires <= time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def _store(self, key: str, value: Any, ttl: float | None) -> None:
+        self._data[key] = (time.monotonic() + (ttl or self.ttl), value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_items:
+            self._data.popitem(last=False)
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._lookup(key)
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._store(key, value, ttl)
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    async def group_get(self, group: str, field: str) -> bytes | None:
+        fields = self._lookup(group)
+        return fields.get(field) if isinstance(fields, dict) else None
+
+    async def group_token(self, group: str) -> int | None:
+        return self._generations.get(group, 0)
+
+    async def group_set(self, group: str, field: str, value: bytes, token: int,
+                        ttl: float | None = None) -> None:
+        if self._generations.get(group, 0) != token:
+            return
+        fields = self._lookup(group)
+        if not isinstance(fields, dict):
+            fields = {}
+        fields[field] = value
+        self._store(group, fields, ttl)
+
+    async def invalidate(self, group: str) -> None:
+        self._generations[group] = self._generations.get(group, 0) + 1
+        self._data.pop(group, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def redis_client(config: Config) -> aioredis.Redis:
+    """A redis.asyncio client with short timeouts, so an outage answers fast instead of hanging."""
+    return aioredis.Redis.from_url(
+        config.redis_url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        retry_on_timeout=False,
+        health_check_interval=15,
+    )
+
+
+class RedisState:
+    """Logs once when Redis goes away and once when it comes back."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.available = True
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failed call."""
+        if self.available:
+            log.warning("%s: redis unavailable: %s", self.name, exc)
+        self.available = False
+
+    def succeeded(self) -> None:
+        """Record a successful call."""
+        if not self.available:
+            log.info("%s: redis is back", self.name)
+        self.available = True
+
+
+GEN_SUFFIX = ":gen"
+GEN_TTL_MS = 7 * 24 * 3600 * 1000
+# KEYS: group hash, generation key; ARGV: token, field, value, ttl ms
+_SET_IF_CURRENT = """
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+class RedisCache(Cache):
+    """Redis backend: shared by every process; all keys carry ``CACHE_PREFIX``."""
+
+    shared = True
+
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl: float) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self.state = RedisState("cache")
+        self._set_if_current = client.register_script(_SET_IF_CURRENT)
+
+    def _ttl_ms(self, ttl: float | None) -> int:
+        return max(1, int((ttl or self.ttl) * 1000))
+
+    async def _run(self, coro: Any) -> Any:
+        try:
+            result = await coro
+        except (RedisError, OSError) as exc:
+            self.state.failed(exc)
+            return None
+        self.state.succeeded()
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._run(self.client.get(self.prefix + key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self._run(self.client.set(self.prefix + key, value, px=self._ttl_ms(ttl)))
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self._run(self.client.delete(*(self.prefix + key for key in keys)))
+
+    async def group_get(self, group: str, field: str) -> bytes | None:
+        return await self._run(self.client.hget(self.prefix + group, field))
+
+    async def group_token(self, group: str) -> int | None:
+        try:
+            raw = await self.client.get(self.prefix + group + GEN_SUFFIX)
+        except (RedisError, OSError) as exc:
+            self.state.failed(exc)
+            return None
+        self.state.succeeded()
+        return int(raw or 0)
+
+    async def group_set(self, group: str, field: str, value: bytes, token: int,
+                        ttl: float | None = None) -> None:
+        key = self.prefix + group
+        await self._run(self._set_if_current(keys=[key, key + GEN_SUFFIX],
+                                             args=[token, field, value, self._ttl_ms(ttl)]))
+
+    async def invalidate(self, group: str) -> None:
+        key = self.prefix + group
+
+        async def bump() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.incr(key + GEN_SUFFIX)
+                pipe.pexpire(key + GEN_SUFFIX, GEN_TTL_MS)
+                pipe.delete(key)
+                await pipe.execute()
+        await self._run(bump())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def make_cache(config: Config, processes: int = 1) -> Cache:
+    """The backend ``CACHE_TYPE`` names; a memory cache is shared only in a one-process server."""
+    if config.cache_type == "redis":
+        return RedisCache(redis_client(config), config.cache_prefix, config.cache_ttl)
+    return MemoryCache(config.cache_max_items, config.cache_ttl, shared=processes == 1)

@@ -1,0 +1,310 @@
+"""PostgreSQL: an async psycopg 3 pool that turns outages into 503, and per-plugin migrations.
+
+Every query of a request goes through :class:`Database`; when PostgreSQL cannot be reached the
+caller gets ``ApiError(503, "database-unavailable")`` within ``DB_TIMEOUT`` seconds, never a hang
+or a 500, and the log says once when the database went away and once when it came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .errors import StartupError, database_unavailable
+from .settings import Config
+
+log = logging.getLogger("messenger.db")
+
+#: Errors that mean "PostgreSQL is unreachable", as opposed to a bad query.
+UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError)
+MIGRATION_LOCK = 7_214_001  # pg_advisory_lock key: one migrator at a time across processes
+
+
+class Database:
+    """The process's connection pool (opened after fork) and the availability state."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.timeout = config.db_timeout
+        self.available = True
+        self.ready = False  # migrations applied and pool open
+        self.pool = AsyncConnectionPool(
+            config.postgres_conninfo,
+            min_size=1,
+            max_size=config.pool_size,
+            open=False,
+            timeout=self.timeout,
+            reconnect_timeout=30.0,
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "keepalives": 1, "keepalives_idle": 10,
+                    "keepalives_interval": 5, "keepalives_count": 2},
+            name="messenger",
+        )
+
+    async def open(self) -> None:
+        """Start the pool (after migrations created the database) without waiting for it."""
+        await self.pool.open(wait=False)
+        self.ready = True
+
+    async def close(self) -> None:
+        """Close every connection."""
+        if self.ready:
+            self.ready = False
+            await self.pool.close(timeout=2.0)
+
+    def _went_away(self, exc: BaseException) -> None:
+        if self.available:
+            log.warning("database went away: %s", str(exc).strip() or type(exc).__name__)
+        self.available = False
+
+    def _came_back(self) -> None:
+        if not self.available:
+            log.info("database is back")
+        self.available = True
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection (autocommit, dict rows); outages become 503 database-unavailable.
+
+        ``timeout`` bounds the whole block (default ``DB_TIMEOUT``).
+        """
+        if not self.ready:
+            raise database_unavailable()
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                async with self.pool.connection() as conn:
+                    yield conn
+        except UNAVAILABLE as exc:
+            self._went_away(exc)
+            raise database_unavailable() from exc
+        self._came_back()
+
+    @asynccontextmanager
+    async def transaction(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection inside one transaction, committed when the block ends without error."""
+        async with self.connection(timeout) as conn:  # pylint: disable=contextmanager-generator-missing-cleanup
+            async with conn.transaction():
+                yield conn
+
+    async def fetchone(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        """First row of a query, or None."""
+        async with self.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def fetchall(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """All rows of a query."""
+        async with self.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def execute(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run a statement; the number of rows it touched."""
+        async with self.connection() as conn:
+            cur = await conn.execute(query, params)
+            return cur.rowcount
+
+    async def ping(self) -> bool:
+        """``SELECT 1`` within 1.5 s at most (so /ping_db answers inside 2 s); False until ready."""
+        if not self.ready:
+            return False
+        try:
+            async with asyncio.timeout(min(self.timeout, 1.5)):
+                async with self.pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+        except UNAVAILABLE as exc:
+            self._went_away(exc)
+            return False
+        self._came_back()
+        return True
+
+
+# ---- migrations -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Migrations:
+    """What a plugin returns from ``messenger_migrations``.
+
+    ``package`` is an importable package holding ``NNNN_name.sql`` files, each with a
+    ``-- migrate:up`` part and a ``-- migrate:down`` part.  ``after`` names plugins whose
+    migrations must be applied first (for example an index on another plugin's table).
+    """
+
+    plugin: str
+    package: str
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered SQL file of one plugin."""
+
+    plugin: str
+    version: int
+    name: str
+    up: str
+    down: str
+
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MARK = re.compile(r"^--\s*migrate:(up|down)\s*$", re.MULTILINE)
+
+
+def load_migrations(spec: Migrations) -> list[Migration]:
+    """Read and parse a plugin's SQL files, ordered by version."""
+    found = []
+    for entry in resources.files(spec.package).iterdir():
+        match = _FILE.match(entry.name)
+        if not match:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        parts = _MARK.split(text)
+        sections = dict(zip(parts[1::2], parts[2::2]))
+        if "up" not in sections or "down" not in sections:
+            raise StartupError(f"{spec.plugin}/{entry.name}: needs '-- migrate:up' and '-- migrate:down'")
+        found.append(Migration(spec.plugin, int(match.group(1)), match.group(2),
+                               sections["up"].strip(), sections["down"].strip()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise StartupError(f"{spec.plugin}: two migrations share a version number")
+    return found
+
+
+def order_specs(specs: Iterable[Migrations]) -> list[Migrations]:
+    """Dependency order (``after``), then by name; unknown dependencies or cycles stop start-up."""
+    by_name = {spec.plugin: spec for spec in specs}
+    ordered: list[Migrations] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "busy":
+            raise StartupError(f"migration dependency cycle: {' -> '.join(chain + (name,))}")
+        if name not in by_name:
+            raise StartupError(f"plugin {chain[-1]!r} needs migrations of {name!r}, which is not enabled")
+        state[name] = "busy"
+        for dep in by_name[name].after:
+            visit(dep, chain + (name,))
+        state[name] = "done"
+        ordered.append(by_name[name])
+
+    for name in sorted(by_name):
+        visit(name, ())
+    return ordered
+
+
+async def connect_or_create(config: Config) -> psycopg.AsyncConnection:
+    """Connect to the configured database, creating it first when it is missing and we may."""
+    try:
+        return await psycopg.AsyncConnection.connect(config.postgres_conninfo, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if 'does not exist' not in str(exc) or f'"{config.postgres_db}"' not in str(exc):
+            raise
+    admin_info = config.postgres_conninfo.replace(
+        f"dbname={_quoted(config.postgres_db)}", "dbname='postgres'")
+    async with await psycopg.AsyncConnection.connect(admin_info, autocommit=True) as admin:
+        try:
+            await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config.postgres_db)))
+            log.info("created database %s", config.postgres_db)
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it at the same moment
+    return await psycopg.AsyncConnection.connect(config.postgres_conninfo, autocommit=True)
+
+
+def _quoted(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    plugin     text        NOT NULL,
+    version    integer     NOT NULL,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plugin, version)
+)"""
+
+
+async def _applied(conn: psycopg.AsyncConnection) -> set[tuple[str, int]]:
+    cur = await conn.execute("SELECT plugin, version FROM schema_migrations")
+    return {(row[0], row[1]) for row in await cur.fetchall()}
+
+
+async def migrate_up(config: Config, specs: Iterable[Migrations]) -> list[str]:
+    """Apply every pending migration, each in its own transaction; names of those applied.
+
+    Safe to run on every start and from several processes at once (an advisory lock serializes
+    them, and each sees what the others applied).
+    """
+    done = []
+    async with await connect_or_create(config) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            await conn.execute(_TABLE)
+            applied = await _applied(conn)
+            for spec in order_specs(specs):
+                for mig in load_migrations(spec):
+                    if (mig.plugin, mig.version) in applied:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(mig.up)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (plugin, version, name) VALUES (%s, %s, %s)",
+                            (mig.plugin, mig.version, mig.name))
+                    label = f"{mig.plugin}:{mig.version:04d}_{mig.name}"
+                    log.info("applied migration %s", label)
+                    done.append(label)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return done
+
+
+async def migrate_down(config: Config, specs: Iterable[Migrations], plugin: str,
+                       to_version: int = 0) -> list[str]:
+    """Roll back ``plugin``'s applied migrations newer than ``to_version``, newest first.
+
+    Rolling a plugin back completely is refused while an enabled plugin that depends on it
+    (``after``) still has migrations applied.
+    """
+    specs = list(specs)
+    by_name = {spec.plugin: spec for spec in specs}
+    if plugin not in by_name:
+        raise StartupError(f"no enabled plugin {plugin!r} has migrations")
+    done = []
+    async with await connect_or_create(config) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            await conn.execute(_TABLE)
+            applied = await _applied(conn)
+            if to_version == 0:
+                users = sorted({p for p, _ in applied
+                                if p != plugin and p in by_name and plugin in by_name[p].after})
+                if users:
+                    raise StartupError(f"roll back {', '.join(users)} first: it depends on {plugin}")
+            for mig in reversed(load_migrations(by_name[plugin])):
+                if mig.version <= to_version or (plugin, mig.version) not in applied:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(mig.down)
+                    await conn.execute("DELETE FROM schema_migrations WHERE plugin = %s AND version = %s",
+                                       (plugin, mig.version))
+                label = f"{plugin}:{mig.version:04d}_{mig.name}"
+                log.info("rolled back migration %s", label)
+                done.append(label)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return done

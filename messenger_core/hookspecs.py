@@ -1,0 +1,133 @@
+"""Every hook the core calls.  Start reading here.
+
+A plugin is a module (or object) registered under the entry-point group ``messenger.plugins``
+whose functions are marked ``@hookimpl`` and named like the specs below.  Hooks are always
+called with keyword arguments.  A hookimpl may be ``async def``: the core awaits whatever comes
+back awaitable (:func:`messenger_core.plugins.gather`).
+
+Hooks that *register* things return data; the core assembles it and fails at start-up, with a
+clear message, on a duplicate route, task name or settings section.
+"""
+
+# pylint: disable=unused-argument
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tornado.routing import _RuleList
+
+    from .app import Runtime
+    from .db import Migrations
+    from .settings import Config, Section
+    from .tasks import TaskHandler
+    from .web import BaseHandler, Identity, RequestHook
+
+PROJECT = "messenger"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def messenger_settings() -> "type[Section]":
+    """Declare the plugin's settings section.
+
+    Returns a :class:`~messenger_core.settings.Section` subclass (not an instance); the core reads
+    it from the environment once and exposes it as ``config.<section.name>``.
+    """
+
+
+@hookspec
+def messenger_routes(config: "Config") -> "_RuleList":
+    """Contribute HTTP routes.
+
+    Returns a list of ``(pattern, HandlerClass)`` or ``(pattern, HandlerClass, kwargs)`` tuples,
+    conventionally the plugin's ``handlers.default_handlers``.  Handlers derive from
+    :class:`~messenger_core.web.BaseHandler` and document their operations in YAML after ``---`` in
+    each method's docstring (that feeds the OpenAPI spec).  A pattern claimed twice stops start-up.
+    """
+
+
+@hookspec
+def messenger_schemas(config: "Config") -> "dict[str, Any]":
+    """Contribute named marshmallow schemas to the OpenAPI components.
+
+    Returns ``{"Name": SchemaClass}``; docstrings refer to them by that name.
+    """
+
+
+@hookspec
+def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":
+    """Declare OpenAPI security schemes, ``{"name": scheme_dict}``.
+
+    Every operation of a handler that is not ``public`` then lists these schemes as required.
+    """
+
+
+@hookspec
+def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
+    """Contribute request hooks ("middlewares") run in ``BaseHandler.prepare()``.
+
+    Returns :class:`~messenger_core.web.RequestHook` objects.  All hooks of all plugins run sorted
+    by ``(order, name)`` before the handler method; a hook stops the request by raising
+    :class:`~messenger_core.errors.ApiError`.  Conventional orders: throttle 100, auth 200.
+    """
+
+
+@hookspec(firstresult=True)
+def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":
+    """Resolve who is calling, from the request's credentials.
+
+    Return an :class:`~messenger_core.web.Identity`, ``None`` when the request carries no
+    credentials (or authentication is switched off), or raise ``ApiError(401, ...)`` for bad
+    ones.  First non-None result wins.  Handlers and other plugins never call this directly: they
+    ``await handler.authenticate()``, which memoizes it per request.
+    """
+
+
+@hookspec
+def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:
+    """Count one attempt of a sensitive action and refuse it when over its limit.
+
+    Called by ``await handler.rate_limit(scope, key)`` (for example the login handler with scope
+    ``"login"`` and the user name as key).  An implementation raises
+    ``ApiError(429, "request-limit-exceeded", {"Retry-After": ...})``; with no implementation
+    installed nothing is limited.
+    """
+
+
+@hookspec
+def messenger_migrations(config: "Config") -> "Migrations":
+    """Declare the plugin's database migrations.
+
+    Returns :class:`~messenger_core.db.Migrations`: the plugin's name, the package holding its
+    numbered ``NNNN_name.sql`` files (each with ``-- migrate:up`` and ``-- migrate:down`` parts)
+    and the plugins whose migrations must run first.
+    """
+
+
+@hookspec
+def messenger_task_handlers(config: "Config") -> "dict[str, TaskHandler]":
+    """Contribute handlers for queued tasks.
+
+    Returns ``{"task_name": async_callable}``; each callable is awaited as
+    ``handler(payload=dict, runtime=Runtime)`` in ``messenger-consumer`` (RabbitMQ) or in the
+    embedded worker of the API process.  A task name claimed twice stops start-up.
+    """
+
+
+@hookspec
+def messenger_startup(runtime: "Runtime") -> None:
+    """Open the plugin's resources; called once per process after the core's pools exist.
+
+    ``runtime`` is the process's :class:`~messenger_core.app.Runtime` (API worker or consumer);
+    keep plugin state in ``runtime.state["<plugin>"]``.  Must not fail because Redis or RabbitMQ
+    is down: degrade and retry later instead.
+    """
+
+
+@hookspec
+def messenger_shutdown(runtime: "Runtime") -> None:
+    """Release what ``messenger_startup`` opened; called once per process before pools close."""

@@ -1,0 +1,115 @@
+"""Plugin discovery: the ``messenger.plugins`` entry-point group, the allowlist and hook calls."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, StartupError
+from .settings import Config, CoreSettings, Section
+
+log = logging.getLogger("messenger.plugins")
+
+ENTRY_POINT_GROUP = "messenger.plugins"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One discovered plugin: its entry-point name, distribution version and whether it is on."""
+
+    name: str
+    version: str
+    source: str
+    enabled: bool
+
+
+class PluginManager:
+    """Discovers plugins, registers the enabled ones and calls their hooks.
+
+    ``extra`` registers plugin objects explicitly (tests do this with autoload switched off).
+    ``core.apps`` (``MESSENGER_APPS``) is the allowlist: empty enables everything discovered.
+    """
+
+    def __init__(self, core: CoreSettings, extra: Mapping[str, Any] | None = None) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: list[PluginInfo] = []
+        found: dict[str, tuple[Any, str, str]] = {}
+        if not core.disable_autoload:
+            for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    obj = entry.load()
+                except Exception as exc:  # an installed plugin that cannot import
+                    raise StartupError(f"plugin {entry.name!r} failed to load: {exc}") from exc
+                version = entry.dist.version if entry.dist else "?"
+                found[entry.name] = (obj, version, entry.value)
+        for name, obj in (extra or {}).items():
+            found[name] = (obj, "local", getattr(obj, "__name__", repr(obj)))
+        allow = set(core.apps)
+        unknown = allow - set(found)
+        if unknown:
+            raise ConfigError(f"bad setting MESSENGER_APPS: unknown plugin(s) {', '.join(sorted(unknown))};"
+                              f" installed: {', '.join(sorted(found)) or 'none'}")
+        for name in sorted(found):
+            obj, version, source = found[name]
+            enabled = not allow or name in allow
+            self.infos.append(PluginInfo(name, version, source, enabled))
+            if enabled:
+                self.pm.register(obj, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise StartupError(f"plugin hook error: {exc}") from exc
+
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook caller: ``plugins.hook.messenger_routes(config=config)``."""
+        return self.pm.hook
+
+    @property
+    def enabled(self) -> list[str]:
+        """Names of the registered (enabled) plugins."""
+        return [info.name for info in self.infos if info.enabled]
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook on every enabled plugin; ``(plugin_name, result)`` for non-None results."""
+        results = []
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            args = {key: kwargs[key] for key in impl.argnames}
+            value = impl.function(**args)
+            if value is not None:
+                results.append((impl.plugin_name, value))
+        return results
+
+    def load_config(self, core: CoreSettings, environ: Mapping[str, str]) -> Config:
+        """Build the full Config: the core section plus every enabled plugin's section."""
+        config = Config(core)
+        errors = []
+        for plugin, section_cls in self.call_each("messenger_settings"):
+            if not (isinstance(section_cls, type) and issubclass(section_cls, Section)):
+                raise StartupError(f"plugin {plugin!r}: messenger_settings must return a Section class")
+            try:
+                config.add_section(section_cls.from_env(environ))
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ConfigError("; ".join(errors))
+        return config
+
+
+async def gather(results: Iterable[Any]) -> list[Any]:
+    """Await the awaitable results of a hook call (async hookimpls), in order."""
+    out = []
+    for value in results:
+        if inspect.isawaitable(value):
+            value = await value
+        out.append(value)
+    return out

@@ -1,0 +1,133 @@
+"""Serving: one process, or a supervisor with WORKERS children each on its own SO_REUSEPORT socket.
+
+Pools and connections are created in each child after the fork.  SIGTERM (or SIGINT) stops
+accepting, lets requests in flight finish (``SHUTDOWN_TIMEOUT``), closes pools and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from .app import make_app
+from .plugins import PluginManager
+from .settings import Config
+
+log = logging.getLogger("messenger.server")
+
+
+def resolve_workers(workers: int) -> int:
+    """WORKERS, where 0 means one per CPU."""
+    return workers or os.cpu_count() or 1
+
+
+async def serve_worker(config: Config, plugins: PluginManager, processes: int) -> None:
+    """Run one serving process until SIGTERM/SIGINT, then shut down gracefully."""
+    app = make_app(config, plugins, processes)
+    server = HTTPServer(app, xheaders=False, idle_connection_timeout=60, body_timeout=30,
+                        max_body_size=1024 * 1024)
+    server.add_sockets(bind_sockets(config.port, config.host or None, reuse_port=processes > 1))
+    await app.runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving http://%s:%d (pid %d, plugins: %s)", config.host, config.port, os.getpid(),
+             ", ".join(plugins.enabled) or "none")
+    await stop.wait()
+    log.info("stopping: no new connections, finishing %d request(s) in flight", app.runtime.inflight)
+    server.stop()
+    deadline = time.monotonic() + config.shutdown_timeout
+    while app.runtime.inflight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=1.0)
+    except asyncio.TimeoutError:
+        pass
+    await app.runtime.stop()
+    log.info("stopped")
+
+
+class Supervisor:
+    """Forks the workers, forwards SIGTERM/SIGINT to them and restarts one that crashes."""
+
+    def __init__(self, config: Config, plugins: PluginManager, workers: int) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.workers = workers
+        self.children: dict[int, float] = {}
+        self.stopping = False
+        self.fast_failures = 0
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                asyncio.run(serve_worker(self.config, self.plugins, self.workers))
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("worker failed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)  # pylint: disable=protected-access
+        self.children[pid] = time.monotonic()
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> int:
+        """Serve until a signal; 0 on a clean stop."""
+        signal.signal(signal.SIGTERM, self._forward)
+        signal.signal(signal.SIGINT, self._forward)
+        for _ in range(self.workers):
+            self._spawn()
+        log.info("supervisor %d runs %d workers", os.getpid(), self.workers)
+        status = 0
+        while self.children:
+            try:
+                pid, wait_status = os.wait()
+            except ChildProcessError:
+                break
+            started = self.children.pop(pid, None)
+            if started is None:
+                continue
+            code = os.waitstatus_to_exitcode(wait_status)
+            if self.stopping:
+                status = status or (code if code > 0 else 0)
+                continue
+            log.error("worker %d exited with %d; starting another", pid, code)
+            self.fast_failures = self.fast_failures + 1 if time.monotonic() - started < 5 else 0
+            if self.fast_failures > 5:
+                log.error("workers keep failing at start; giving up")
+                self._forward(signal.SIGTERM, None)
+                status = 1
+                continue
+            time.sleep(min(0.2 * self.fast_failures, 2.0))
+            self._spawn()
+        return status
+
+
+def serve(config: Config, plugins: PluginManager) -> int:
+    """``messenger-api``: serve with WORKERS processes; returns the exit status."""
+    workers = resolve_workers(config.workers)
+    if workers == 1:
+        asyncio.run(serve_worker(config, plugins, 1))
+        return 0
+    for sock in bind_sockets(config.port, config.host or None, reuse_port=True):
+        sock.close()  # fail here, once, when the port is taken
+    return Supervisor(config, plugins, workers).run()

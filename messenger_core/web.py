@@ -1,0 +1,257 @@
+"""HTTP plumbing shared by every plugin: BaseHandler, request hooks, identity, the core routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import marshmallow
+from tornado.web import HTTPError, RequestHandler
+
+from .errors import ApiError, bad_parameters
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import MessengerApp, Runtime
+
+log = logging.getLogger("messenger.web")
+access_log = logging.getLogger("messenger.access")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: an account (32-hex id) and the session that proved it."""
+
+    account_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class RequestHook:
+    """A "middleware": awaited as ``func(handler)`` in ``prepare()``, sorted by ``(order, name)``.
+
+    Raise :class:`~messenger_core.errors.ApiError` to stop the request.
+    """
+
+    name: str
+    order: int
+    func: Callable[["BaseHandler"], Awaitable[None]]
+
+
+def dumps(data: Any) -> bytes:
+    """The one JSON encoding of every response body (compact, UTF-8, not ASCII-escaped)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_uuid(value: str | None) -> uuid.UUID | None:
+    """A UUID from a path or query value, or None when it is not one."""
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None
+
+
+_STATUS_CODES = {400: "bad-parameters", 401: "auth-failed", 403: "forbidden", 404: "not-found",
+                 405: "method-not-allowed", 503: "service-unavailable"}
+
+
+class BaseHandler(RequestHandler):
+    """Base of every handler: JSON in and out, one error shape, request hooks in ``prepare()``.
+
+    Set ``public = True`` on handlers that need no session (ping, register, login, docs).
+    """
+
+    public = False
+    application: "MessengerApp"
+    _identity_done = False
+    _identity: Identity | None = None
+    _identity_error: ApiError | None = None
+    _counted = False
+    # apispec's Tornado plugin looks up every HTTP method name, TRACE included.
+    trace = RequestHandler._unimplemented_method  # pylint: disable=protected-access
+
+    def initialize(self, **kwargs: Any) -> None:
+        """Route kwargs become attributes; counts the request as in flight."""
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        self._counted = True
+        self.application.runtime.inflight += 1
+
+    @property
+    def runtime(self) -> "Runtime":
+        """The process's shared resources: config, db, cache, queue, plugin state."""
+        return self.application.runtime
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.application.runtime.inflight -= 1
+
+    def on_finish(self) -> None:
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        self._uncount()
+        super().on_connection_close()
+
+    async def prepare(self) -> None:
+        """Run every plugin's request hook in order (throttle, then auth, then others)."""
+        for hook in self.application.request_hooks:
+            await hook.func(self)
+
+    # ---- identity -----------------------------------------------------------------------------
+
+    async def authenticate(self) -> Identity | None:
+        """Who is calling (memoized per request); raises the 401 of bad credentials."""
+        if not self._identity_done:
+            self._identity_done = True
+            try:
+                result = self.application.plugins.hook.messenger_authenticate(handler=self)
+                if hasattr(result, "__await__"):
+                    result = await result
+                self._identity = result
+            except ApiError as exc:
+                self._identity_error = exc
+        if self._identity_error is not None:
+            raise self._identity_error
+        self.current_user = self._identity
+        return self._identity
+
+    async def rate_limit(self, scope: str, key: str) -> None:
+        """Count an attempt of ``scope`` (e.g. "login") for ``key``; 429 when a plugin says so."""
+        for result in self.application.plugins.hook.messenger_rate_limit(handler=self, scope=scope, key=key):
+            if hasattr(result, "__await__"):
+                await result
+
+    @property
+    def identity(self) -> Identity | None:
+        """The identity proven so far in this request (after the auth hook ran), or None."""
+        return self._identity
+
+    @property
+    def client_ip(self) -> str:
+        """The socket peer, or the forwarded client when the peer is a trusted proxy."""
+        peer = self.request.remote_ip or ""
+        if not self.application.trusted_proxy(peer):
+            return peer
+        real = self.request.headers.get("X-Real-IP", "").strip()
+        if real:
+            return real
+        forwarded = [part.strip() for part in self.request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed([p for p in forwarded if p]):
+            if not self.application.trusted_proxy(hop):
+                return hop
+        return peer
+
+    # ---- input --------------------------------------------------------------------------------
+
+    def load_body(self, schema: marshmallow.Schema) -> dict[str, Any]:
+        """The JSON object body validated by ``schema``; anything else is 400 bad-parameters."""
+        try:
+            data = json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise bad_parameters() from None
+        if not isinstance(data, dict):
+            raise bad_parameters()
+        try:
+            return schema.load(data)
+        except marshmallow.ValidationError:
+            raise bad_parameters() from None
+
+    def load_query(self, schema: marshmallow.Schema) -> dict[str, Any]:
+        """Query arguments (last value of each) validated by ``schema`` (unknown ones ignored)."""
+        raw = {key: self.get_query_argument(key) for key in self.request.query_arguments}
+        try:
+            return schema.load(raw, unknown=marshmallow.EXCLUDE)
+        except marshmallow.ValidationError:
+            raise bad_parameters() from None
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        """Finish with a JSON body (``data`` may be already-encoded bytes, e.g. from the cache)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(data if isinstance(data, bytes) else dumps(data))
+
+    def write_empty(self, status: int) -> None:
+        """Finish with no body (201 register, 200 logout)."""
+        self.set_status(status)
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is ``{"message": code}``; a traceback goes to the log, never to the client."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code = exc.code
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif status_code in _STATUS_CODES:
+            code = _STATUS_CODES[status_code]
+        else:
+            self.set_status(500)
+            code = "internal-error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps({"message": code}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """ApiErrors are expected outcomes; anything else is logged once, with its traceback."""
+        if isinstance(value, HTTPError):
+            return
+        log.error("uncaught exception %s %s\n%s", self.request.method, self.request.uri,
+                  "".join(traceback.format_exception(typ, value, tb)))
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: 404 ``not-found`` (after the request hooks, so auth answers 401 first)."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise ApiError(404, "not-found")
+
+
+class PingHandler(BaseHandler):
+    """Liveness: answers as soon as the process serves."""
+
+    public = True
+
+    def get(self) -> None:
+        """Liveness probe; touches nothing.
+        ---
+        summary: The process serves
+        tags: [health]
+        responses:
+          200:
+            description: Alive (empty body)
+        """
+        self.finish()
+
+
+class PingDbHandler(BaseHandler):
+    """Readiness: PostgreSQL answers ``SELECT 1``."""
+
+    public = True
+
+    async def get(self) -> None:
+        """Database probe.
+        ---
+        summary: PostgreSQL answers
+        tags: [health]
+        responses:
+          200:
+            description: The database answers (empty body)
+          503:
+            description: database-unavailable
+            content:
+              application/json:
+                schema: Error
+        """
+        if not await self.runtime.db.ping():
+            raise ApiError(503, "database-unavailable")
+        self.finish()

@@ -1,0 +1,1 @@
+"""Messenger API plugin ``messenger_chats``."""

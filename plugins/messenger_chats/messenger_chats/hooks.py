@@ -1,0 +1,3 @@
+"""Hook implementations of ``messenger_chats`` (see messenger_core.hookspecs)."""
+
+from messenger_core.hookspecs import hookimpl  # noqa: F401  pylint: disable=unused-import
