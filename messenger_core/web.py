@@ -80,6 +80,7 @@ class BaseHandler(RequestHandler):
         """Route kwargs become attributes; counts the request as in flight."""
         for key, value in kwargs.items():
             setattr(self, key, value)
+        self._sticky: dict[str, str] = {}
         self._counted = True
         self.application.runtime.inflight += 1
 
@@ -122,6 +123,11 @@ class BaseHandler(RequestHandler):
             raise self._identity_error
         self.current_user = self._identity
         return self._identity
+
+    def set_sticky_header(self, name: str, value: str) -> None:
+        """A header kept on every response of this request, error responses included."""
+        self._sticky[name] = value
+        self.set_header(name, value)
 
     async def rate_limit(self, scope: str, key: str) -> None:
         """Count an attempt of ``scope`` (e.g. "login") for ``key``; 429 when a plugin says so."""
@@ -188,6 +194,8 @@ class BaseHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is ``{"message": code}``; a traceback goes to the log, never to the client."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in self._sticky.items():
+            self.set_header(name, value)
         if isinstance(exc, ApiError):
             code = exc.code
             for name, value in exc.headers.items():
