@@ -73,6 +73,7 @@ class BaseHandler(RequestHandler):
     _identity: Identity | None = None
     _identity_error: ApiError | None = None
     _counted = False
+    _sticky: dict[str, str] = {}
     # apispec's Tornado plugin looks up every HTTP method name, TRACE included.
     trace = RequestHandler._unimplemented_method  # pylint: disable=protected-access
 
