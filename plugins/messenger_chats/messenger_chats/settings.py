@@ -1,0 +1,20 @@
+"""Settings of the chats plugin (``config.chats``)."""
+
+from __future__ import annotations
+
+from messenger_core.settings import Section, Setting, boolean, integer
+
+
+class ChatsSettings(Section):
+    """Message page caching of the chats plugin."""
+
+    name = "chats"
+    cache_pages = Setting("CHATS_CACHE_PAGES", boolean, True,
+                          "Cache message pages (CACHE_TYPE backend); off: every read goes to PostgreSQL")
+    page_ttl = Setting("CHATS_PAGE_TTL", integer(1), 300,
+                       "Lifetime (s) of a cached full page; a full page never changes")
+    tail_page_ttl = Setting("CHATS_TAIL_PAGE_TTL", integer(1), 30,
+                            "Lifetime (s) of a cached last (not full) page; bounds staleness when an "
+                            "invalidation was lost while Redis was unreachable")
+    fact_ttl = Setting("CHATS_FACT_TTL", integer(1), 3600,
+                       "Lifetime (s) of cached membership facts (chat exists, member belongs to chat)")

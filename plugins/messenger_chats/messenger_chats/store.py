@@ -1,0 +1,228 @@
+"""Chats, members and messages in PostgreSQL, with the cache in front of the hot reads.
+
+Positions: every message gets ``seq`` = its chat's ``last_seq + 1`` in the *same statement* that
+inserts it (``POST_MESSAGE``).  The UPDATE takes the chat row's lock, so posters of one chat run
+one after the other and a message with a higher ``seq`` always commits after every lower one: a
+reader that sees message ``n`` sees every message before it, and a client polling with its last
+position can neither miss nor repeat one.  Pages are keyset reads on ``UNIQUE (chat_id, seq)``.
+
+Cache (``runtime.cache``, memory or Redis):
+
+* facts that never change once true: "chat C exists", "member M belongs to chat C (and account A)",
+  "account A owns a member of chat C" -- so a hot read with auth on touches only the cache;
+* full pages (``limit`` messages): no later message can ever enter them, they are plain keys that
+  are never invalidated;
+* the last, partial page of a read: a field of the chat's *tail group*, invalidated by every new
+  message of the chat.  Only cached when every process sees the same cache (Redis, or a single
+  process), since another worker's memory could not be invalidated.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from messenger_core.cache import Cache
+from messenger_core.db import Database
+from messenger_core.errors import ApiError
+from messenger_core.web import dumps
+
+from . import cursor
+from .settings import ChatsSettings
+
+INSERT_CHAT = "INSERT INTO chats (id, name) VALUES (%s, %s)"
+INSERT_MEMBER = """
+INSERT INTO chat_members (id, chat_id, user_name, account_id)
+SELECT %s, id, %s, %s FROM chats WHERE id = %s
+"""
+CHAT_EXISTS = "SELECT 1 AS found FROM chats WHERE id = %s"
+MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s"
+ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
+# One statement, one transaction: the chat row's lock is held from the UPDATE until the commit.
+# clock_timestamp() is read after the lock was granted, so created_at follows seq.
+POST_MESSAGE = """
+WITH position AS (
+    UPDATE chats SET last_seq = last_seq + 1 WHERE id = %(chat_id)s RETURNING id, last_seq
+)
+INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
+SELECT %(message_id)s, id, last_seq, %(member_id)s, %(text)s, clock_timestamp() FROM position
+RETURNING seq
+"""
+# One statement, one snapshot: the chat's last_seq (no row: unknown chat) and the page after
+# ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index.
+PAGE = """
+SELECT c.last_seq, m.id, m.member_id, m.text, m.created_at, m.seq
+FROM chats AS c
+LEFT JOIN LATERAL (
+    SELECT id, member_id, text, created_at, seq FROM messages
+    WHERE chat_id = %(chat_id)s AND seq > %(after)s
+    ORDER BY seq
+    LIMIT %(limit)s
+) AS m ON true
+WHERE c.id = %(chat_id)s
+ORDER BY m.seq
+"""
+
+
+def chat_not_found() -> ApiError:
+    """404 ``chat-not-found``."""
+    return ApiError(404, "chat-not-found")
+
+
+def user_not_found() -> ApiError:
+    """404 ``user-not-found``."""
+    return ApiError(404, "user-not-found")
+
+
+@dataclass(frozen=True)
+class Member:
+    """A chat member: its chat and, when it joined with auth on, its account."""
+
+    chat_id: uuid.UUID
+    account_id: uuid.UUID | None
+
+
+def _timestamp(value: datetime.datetime) -> str:
+    return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]]) -> bytes:
+    """The JSON body of a page: messages oldest first and the iterator after the last one."""
+    messages = [{"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
+                 "created_at": _timestamp(row["created_at"])} for row in rows]
+    last = rows[-1]["seq"] if rows else after
+    return dumps({"messages": messages, "next": {"iterator": cursor.encode(chat_id, last)}})
+
+
+class ChatStore:
+    """Every query of the plugin, with the cache in front (one per process, in ``runtime.state``)."""
+
+    def __init__(self, db: Database, cache: Cache, settings: ChatsSettings) -> None:
+        self.db = db
+        self.cache = cache
+        self.settings = settings
+
+    # ---- keys ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def tail_group(chat_id: uuid.UUID) -> str:
+        """The cache group of the chat's partial pages (invalidated by each new message)."""
+        return f"chats:{chat_id.hex}:tail"
+
+    @staticmethod
+    def full_page_key(chat_id: uuid.UUID, after: int, limit: int) -> str:
+        """The cache key of a full page (never invalidated: it cannot change)."""
+        return f"chats:{chat_id.hex}:page:{after}:{limit}"
+
+    # ---- cached facts --------------------------------------------------------------------------
+
+    async def chat_exists(self, chat_id: uuid.UUID) -> bool:
+        """Whether the chat exists (cached once true)."""
+        key = f"chats:{chat_id.hex}:exists"
+        if await self.cache.get(key) is not None:
+            return True
+        if await self.db.fetchone(CHAT_EXISTS, (chat_id,)) is None:
+            return False
+        await self.cache.set(key, b"1", self.settings.fact_ttl)
+        return True
+
+    async def member(self, member_id: uuid.UUID) -> Member | None:
+        """The member's chat and account, or None (cached once found)."""
+        key = f"chats:member:{member_id.hex}"
+        cached = await self.cache.get(key)
+        if cached is not None:
+            chat_hex, _, account_hex = cached.decode("ascii").partition(":")
+            return Member(uuid.UUID(chat_hex), uuid.UUID(account_hex) if account_hex else None)
+        row = await self.db.fetchone(MEMBER, (member_id,))
+        if row is None:
+            return None
+        member = Member(row["chat_id"], row["account_id"])
+        await self._remember_member(member_id, member)
+        return member
+
+    async def _remember_member(self, member_id: uuid.UUID, member: Member) -> None:
+        account = member.account_id.hex if member.account_id else ""
+        await self.cache.set(f"chats:member:{member_id.hex}", f"{member.chat_id.hex}:{account}".encode("ascii"),
+                             self.settings.fact_ttl)
+        if member.account_id is not None:
+            await self.cache.set(self._account_key(member.chat_id, member.account_id), b"1",
+                                 self.settings.fact_ttl)
+
+    @staticmethod
+    def _account_key(chat_id: uuid.UUID, account_id: uuid.UUID) -> str:
+        return f"chats:{chat_id.hex}:account:{account_id.hex}"
+
+    async def account_in_chat(self, chat_id: uuid.UUID, account_id: uuid.UUID) -> bool:
+        """Whether the account owns a member of the chat (cached once true)."""
+        key = self._account_key(chat_id, account_id)
+        if await self.cache.get(key) is not None:
+            return True
+        if await self.db.fetchone(ACCOUNT_IN_CHAT, (account_id, chat_id)) is None:
+            return False
+        await self.cache.set(key, b"1", self.settings.fact_ttl)
+        return True
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    async def create_chat(self, name: str) -> uuid.UUID:
+        """A new chat (names may repeat)."""
+        chat_id = uuid.uuid4()
+        await self.db.execute(INSERT_CHAT, (chat_id, name))
+        await self.cache.set(f"chats:{chat_id.hex}:exists", b"1", self.settings.fact_ttl)
+        return chat_id
+
+    async def add_member(self, chat_id: uuid.UUID, user_name: str,
+                         account_id: uuid.UUID | None) -> uuid.UUID | None:
+        """A new member of the chat (linked to ``account_id`` if given), or None: no such chat."""
+        member_id = uuid.uuid4()
+        if not await self.db.execute(INSERT_MEMBER, (member_id, user_name, account_id, chat_id)):
+            return None
+        await self._remember_member(member_id, Member(chat_id, account_id))
+        return member_id
+
+    async def post_message(self, chat_id: uuid.UUID, member_id: uuid.UUID, text: str) -> uuid.UUID | None:
+        """Store a message at the chat's next position; None when the chat does not exist.
+
+        After the commit, every cached partial page of the chat is made stale.
+        """
+        message_id = uuid.uuid4()
+        row = await self.db.fetchone(POST_MESSAGE, {"chat_id": chat_id, "message_id": message_id,
+                                                    "member_id": member_id, "text": text})
+        if row is None:
+            return None
+        await self.cache.invalidate(self.tail_group(chat_id))
+        return message_id
+
+    # ---- pages ---------------------------------------------------------------------------------
+
+    async def page(self, chat_id: uuid.UUID, after: int, limit: int) -> bytes:
+        """The encoded page of up to ``limit`` messages after position ``after``.
+
+        404 ``chat-not-found`` for an unknown chat, 400 ``bad-cursor`` when ``after`` lies beyond
+        the chat's last message.  A cached page is served even while PostgreSQL is down.
+        """
+        use_cache = self.settings.cache_pages
+        group, field = self.tail_group(chat_id), f"{after}:{limit}"
+        token = None
+        if use_cache:
+            cached = await self.cache.group_get(group, field)
+            if cached is None:
+                cached = await self.cache.get(self.full_page_key(chat_id, after, limit))
+            if cached is not None:
+                return cached
+            token = await self.cache.group_token(group)  # before the read: a racing post wins
+        rows = await self.db.fetchall(PAGE, {"chat_id": chat_id, "after": after, "limit": limit})
+        if not rows:
+            raise chat_not_found()
+        if after > rows[0]["last_seq"]:
+            raise cursor.bad_cursor()
+        rows = [row for row in rows if row["id"] is not None]
+        body = encode_page(chat_id, after, rows)
+        if use_cache:
+            if len(rows) == limit:
+                await self.cache.set(self.full_page_key(chat_id, after, limit), body, self.settings.page_ttl)
+            elif self.cache.shared and token is not None:
+                await self.cache.group_set(group, field, body, token, self.settings.tail_page_ttl)
+        return body
