@@ -1,0 +1,81 @@
+"""Password hashing: salted scrypt, parameters stored beside the hash, run off the event loop.
+
+A stored hash reads ``scrypt$<n>$<r>$<p>$<salt b64>$<key b64>``; verification uses the parameters
+written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid.  Neither the
+password nor the hash is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+SCHEME = "scrypt"
+SALT_BYTES = 16
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class ScryptCost:
+    """scrypt's cost parameters: CPU/memory cost ``n`` (a power of 2), block size ``r``, parallelism ``p``."""
+
+    n: int
+    r: int
+    p: int
+
+    @property
+    def maxmem(self) -> int:
+        """Memory bound handed to OpenSSL: what these parameters need, with headroom."""
+        return 128 * self.r * (self.n + self.p + 2) + (1 << 16)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _derive(password: str, salt: bytes, cost: ScryptCost, length: int = KEY_BYTES) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=cost.n, r=cost.r, p=cost.p,
+                          maxmem=cost.maxmem, dklen=length)
+
+
+def hash_password(password: str, cost: ScryptCost) -> str:
+    """A new salted hash of ``password`` (blocking: call it through :func:`hash_password_async`)."""
+    salt = os.urandom(SALT_BYTES)
+    key = _derive(password, salt, cost)
+    return f"{SCHEME}${cost.n}${cost.r}${cost.p}${_b64(salt)}${_b64(key)}"
+
+
+def parse_hash(stored: str) -> tuple[ScryptCost, bytes, bytes] | None:
+    """Cost, salt and key of a stored hash, or None when it is not one of ours."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != SCHEME:
+            return None
+        return (ScryptCost(int(n), int(r), int(p)), base64.b64decode(salt, validate=True),
+                base64.b64decode(key, validate=True))
+    except ValueError:
+        return None
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (constant-time compare; False for a malformed hash)."""
+    parsed = parse_hash(stored)
+    if parsed is None:
+        return False
+    cost, salt, key = parsed
+    return hmac.compare_digest(_derive(password, salt, cost, len(key)), key)
+
+
+async def hash_password_async(executor: Executor | None, password: str, cost: ScryptCost) -> str:
+    """:func:`hash_password` in ``executor`` so the IOLoop keeps serving."""
+    return await asyncio.get_running_loop().run_in_executor(executor, hash_password, password, cost)
+
+
+async def verify_password_async(executor: Executor | None, password: str, stored: str) -> bool:
+    """:func:`verify_password` in ``executor`` so the IOLoop keeps serving."""
+    return await asyncio.get_running_loop().run_in_executor(executor, verify_password, password, stored)

@@ -1,0 +1,40 @@
+"""Settings of ``messenger_auth``: ``config.auth.<attr>``, read from the environment once."""
+
+from __future__ import annotations
+
+from messenger_core.settings import Section, Setting, boolean, integer
+
+
+def header_word(raw: str) -> str:
+    """A non-empty single word (an HTTP header name or an auth scheme word)."""
+    if not raw or any(ch.isspace() for ch in raw) or ":" in raw:
+        raise ValueError("expected one word without spaces or ':'")
+    return raw
+
+
+def power_of_two(raw: str) -> int:
+    """A power of two between 2 and 2**24 (scrypt's N)."""
+    value = integer(2, 2 ** 24)(raw)
+    if value & (value - 1):
+        raise ValueError("must be a power of 2")
+    return value
+
+
+class AuthSettings(Section):
+    """Accounts and sessions: the header, the token word, the lifetime and the scrypt cost."""
+
+    name = "auth"
+    disabled = Setting("AUTH_DISABLED", boolean, False,
+                       "Switch authentication off: every endpoint is open, no header needed")
+    header_name = Setting("AUTH_HEADER", header_word, "Authorization",
+                          "Request header that carries the session")
+    token_type = Setting("AUTH_TOKEN_TYPE", header_word, "session_id",
+                         "Word before the session id in that header: '<type> <hex32>'")
+    token_lifetime = Setting("AUTH_TOKEN_LIFETIME", integer(1), 3600,
+                             "Seconds a session lives after login (not extended by use)")
+    scrypt_n = Setting("AUTH_SCRYPT_N", power_of_two, 2 ** 14,
+                       "scrypt CPU/memory cost for new password hashes ")
+    scrypt_r = Setting("AUTH_SCRYPT_R", integer(1, 64), 8, "scrypt block size for new password hashes")
+    scrypt_p = Setting("AUTH_SCRYPT_P", integer(1, 16), 1, "scrypt parallelism for new password hashes")
+    hash_threads = Setting("AUTH_HASH_THREADS", integer(1, 64), 2,
+                           "Threads per process that hash passwords (bounds CPU and memory under load)")
