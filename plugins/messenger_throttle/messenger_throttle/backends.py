@@ -1,0 +1,206 @@
+"""Counters behind the limits: an exact sliding window and fixed per-period attempt counters.
+
+Two backends with one interface: :class:`MemoryBackend` (per process, bounded number of keys) and
+:class:`RedisBackend` (shared by every process and instance; one Lua script per call, so a check
+is one round trip and atomic).  A call that cannot reach Redis returns ``None``: the caller
+decides what "unknown" means (the request limiter lets the request through).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from messenger_core.cache import RedisState
+
+log = logging.getLogger("messenger.throttle")
+
+#: Memory backend bound: least recently used keys are forgotten beyond this many.
+MAX_MEMORY_KEYS = 100_000
+#: After a failed Redis call, skip Redis this long (fail open at once instead of waiting on timeouts).
+REDIS_RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one counted attempt."""
+
+    allowed: bool
+    #: Attempts left in the current window after this one (0 when refused).
+    remaining: int
+    #: Seconds until an attempt can pass again (0.0 when allowed).
+    retry_after: float = 0.0
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` value: whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after)))
+
+
+class Backend(ABC):
+    """Where the counters live."""
+
+    #: True when every process of the service sees the same counters.
+    shared = False
+
+    @abstractmethod
+    async def hit(self, key: str, limit: int, window: float) -> Decision | None:
+        """Count one request for ``key`` unless ``limit`` were passed in the sliding ``window`` (seconds).
+
+        A refused request is not counted.  None when the backend cannot answer.
+        """
+
+    @abstractmethod
+    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision | None:
+        """Count one attempt against every key, for the current calendar ``period`` (seconds).
+
+        Refused (and nothing counted) when any key already had ``limit`` attempts in this period;
+        ``retry_after`` is then the time left in the period.  None when the backend cannot answer.
+        """
+
+
+class MemoryBackend(Backend):
+    """Per-process counters: a deque of timestamps per key, LRU-bounded to ``max_keys`` keys."""
+
+    def __init__(self, max_keys: int = MAX_MEMORY_KEYS, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._windows: OrderedDict[str, deque[float]] = OrderedDict()
+        self._periods: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key -> (period index, count)
+
+    def __len__(self) -> int:
+        return len(self._windows) + len(self._periods)
+
+    def _bound(self, table: OrderedDict[str, Any]) -> None:
+        while len(table) > self.max_keys:
+            table.popitem(last=False)
+
+    async def hit(self, key: str, limit: int, window: float) -> Decision:
+        now = self.clock()
+        stamps = self._windows.get(key)
+        if stamps is None:
+            stamps = self._windows[key] = deque()
+            self._bound(self._windows)
+        else:
+            self._windows.move_to_end(key)
+        horizon = now - window
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            return Decision(False, 0, stamps[-limit] - horizon)
+        stamps.append(now)
+        return Decision(True, limit - len(stamps))
+
+    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision:
+        now = self.wall_clock()
+        index = int(now // period)
+        left = (index + 1) * period - now
+        counts = []
+        for key in keys:
+            seen_index, seen = self._periods.get(key, (index, 0))
+            counts.append(seen if seen_index == index else 0)
+        if any(seen >= limit for seen in counts):
+            return Decision(False, 0, left)
+        for key, seen in zip(keys, counts):
+            self._periods[key] = (index, seen + 1)
+            self._periods.move_to_end(key)
+        self._bound(self._periods)
+        return Decision(True, limit - 1 - max(counts, default=0))
+
+
+# KEYS[1]: the client's sorted set of request times (microseconds, Redis clock).
+# ARGV: limit, window in microseconds, a member suffix unique to this call.
+# Returns {allowed 1/0, remaining, microseconds until a slot frees}.
+_SLIDING_WINDOW = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+if used < limit then
+  redis.call('ZADD', KEYS[1], now, t[1] .. '.' .. t[2] .. '.' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return {1, limit - used - 1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
+return {0, 0, math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
+"""
+
+# KEYS: one counter per dimension (user name, client IP); each expires at the end of the period.
+# ARGV: limit, period in seconds.  Returns {allowed 1/0, remaining, seconds left in the period}.
+_FIXED_PERIOD = """
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local now = tonumber(redis.call('TIME')[1])
+local left = period - (now % period)
+local most = 0
+for i = 1, #KEYS do
+  local seen = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if seen >= limit then return {0, 0, left} end
+  if seen > most then most = seen end
+end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIREAT', KEYS[i], now + left) end
+end
+return {1, limit - most - 1, 0}
+"""
+
+
+class RedisBackend(Backend):
+    """Counters in Redis under ``prefix``: atomic Lua scripts timed by the Redis clock.
+
+    Every key has a TTL.  Errors are caught: one warning when Redis goes away, one line when it is
+    back, and for ``REDIS_RETRY_AFTER`` seconds after a failure calls answer None at once.
+    """
+
+    shared = True
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.state = RedisState("throttle")
+        self._sliding = client.register_script(_SLIDING_WINDOW)
+        self._fixed = client.register_script(_FIXED_PERIOD)
+        self._members = count()
+        self._tag = f"{os.getpid():x}.{os.urandom(4).hex()}"
+        self._skip_until = 0.0
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> list[int] | None:
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            result = await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            self.state.failed(exc)
+            self._skip_until = time.monotonic() + REDIS_RETRY_AFTER
+            return None
+        self.state.succeeded()
+        return [int(value) for value in result]
+
+    async def hit(self, key: str, limit: int, window: float) -> Decision | None:
+        member = f"{self._tag}.{next(self._members)}"
+        result = await self._run(self._sliding, [self.prefix + key], [limit, int(window * 1_000_000), member])
+        if result is None:
+            return None
+        allowed, remaining, wait_us = result
+        return Decision(bool(allowed), remaining, wait_us / 1_000_000)
+
+    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision | None:
+        result = await self._run(self._fixed, [self.prefix + key for key in keys], [limit, period])
+        if result is None:
+            return None
+        allowed, remaining, left = result
+        return Decision(bool(allowed), remaining, float(left))

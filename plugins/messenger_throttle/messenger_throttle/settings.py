@@ -1,0 +1,19 @@
+"""Settings of ``messenger_throttle``: ``config.throttle.<attr>``, read from the environment once."""
+
+from __future__ import annotations
+
+from messenger_core.settings import Section, Setting, boolean, choice, integer
+
+
+class ThrottleSettings(Section):
+    """Per-client request limits (in the app or left to nginx) and login-attempt limits."""
+
+    name = "throttle"
+    rps = Setting("THROTTLE_RPS", integer(1, 1_000_000), 100,
+                  "Requests per client (session account, else client IP) in any sliding 1-second window")
+    backend = Setting("THROTTLE_BACKEND", choice("", "memory", "redis"), "",
+                      "Where the counters live: memory (per process) or redis (shared); empty follows CACHE_TYPE")
+    nginx_throttling = Setting("NGINX_THROTTLING", boolean, False,
+                               "Leave the per-client request limit to nginx (deploy/nginx): no in-app limiter")
+    login_attempts_per_minute = Setting("LOGIN_ATTEMPTS_PER_MINUTE", integer(1, 1_000_000), 10,
+                                        "Login attempts per user name and per client IP in one calendar minute")
