@@ -39,7 +39,7 @@ migrate: venv ## apply pending migrations (make migrate DOWN=plugin[:version] ro
 
 lint: venv ## pylint and flake8
 	$(BIN)/pylint --rcfile=.pylintrc messenger_core plugins bench
-	$(BIN)/pylint --rcfile=.pylintrc --disable=missing-function-docstring,redefined-outer-name tests
+	$(BIN)/pylint --rcfile=.pylintrc --disable=missing-function-docstring,redefined-outer-name,wrong-import-order tests
 	$(BIN)/flake8 messenger_core plugins tests bench
 
 test: venv system-deps ## the whole test suite against real PostgreSQL, Redis, RabbitMQ

@@ -35,6 +35,11 @@ GiveUpHandler = Callable[..., Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` (0.5, 1, 2, ... capped at 5)."""
+    return min(0.5 * 2 ** (attempt - 1), 5.0)
+
+
 @dataclass(frozen=True)
 class Task:
     """A kind of queued work: its name, the coroutine that runs it and where it travels.
@@ -130,7 +135,8 @@ class EmbeddedQueue(TaskQueue):
             task, payload, attempt = await self._queue.get()
             try:
                 if not await run_task(task, payload, self._runtime, attempt):
-                    self._queue.put_nowait((task, payload, attempt + 1))
+                    asyncio.get_running_loop().call_later(
+                        retry_delay(attempt), self._queue.put_nowait, (task, payload, attempt + 1))
             finally:
                 self._queue.task_done()
 
@@ -287,6 +293,7 @@ class Consumer:
             log.info("task %s redelivered (a consumer stopped while running it)", task.name)
         done = self.loop.run_until_complete(run_task(task, payload, self.runtime, attempt))
         if not done:
+            self.loop.run_until_complete(asyncio.sleep(retry_delay(attempt)))
             channel.basic_publish(
                 exchange=task.exchange, routing_key=task.routing_key, body=body,
                 properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,

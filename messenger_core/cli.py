@@ -119,6 +119,8 @@ def consumer_main(argv: Sequence[str] | None = None) -> int:
         asyncio.set_event_loop(loop)
         runtime = Runtime(config, plugins, role="consumer")
         loop.run_until_complete(runtime.start())
+        log.info("consumer waits for the database migrations")
+        loop.run_until_complete(runtime.migrated.wait())
         try:
             Consumer(runtime, loop, config.rmq_url, config.consumer_prefetch).run()
         finally:

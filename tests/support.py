@@ -207,7 +207,8 @@ class Process:
     @property
     def log(self) -> str:
         """Everything the process wrote so far."""
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:

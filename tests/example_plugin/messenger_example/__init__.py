@@ -1,0 +1,1 @@
+"""A minimal plugin: how small a Messenger API feature can be (see the README's plugin guide)."""
