@@ -1,3 +1,74 @@
 """Hook implementations of ``messenger_search`` (see messenger_core.hookspecs)."""
 
-from messenger_core.hookspecs import hookimpl  # noqa: F401  pylint: disable=unused-import
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from messenger_core.broker import Task
+from messenger_core.db import Migrations
+from messenger_core.hookspecs import hookimpl
+from messenger_core.settings import Config
+
+from . import handlers, schemas, tsconfig
+from .settings import SearchSettings
+from .store import MemoryStore, RedisStore, SearchStore
+from .tasks import STATE_KEY, SearchState, search_task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from messenger_core.app import Runtime
+
+
+@hookimpl
+def messenger_settings() -> type[SearchSettings]:
+    """The ``search`` settings section."""
+    return SearchSettings
+
+
+@hookimpl
+def messenger_routes(config: Config) -> list[Any]:  # pylint: disable=unused-argument
+    """The three search endpoints."""
+    return handlers.default_handlers
+
+
+@hookimpl
+def messenger_schemas(config: Config) -> dict[str, Any]:  # pylint: disable=unused-argument
+    """Named schemas of the search endpoints."""
+    return schemas.SCHEMAS
+
+
+@hookimpl
+def messenger_migrations(config: Config) -> Migrations:  # pylint: disable=unused-argument
+    """The text-search configuration and the GiST index on messages (after the chats tables)."""
+    return Migrations("messenger_search", "messenger_search.migrations", after=("messenger_chats",))
+
+
+@hookimpl
+def messenger_task_handlers(config: Config) -> list[Task]:
+    """The ``search`` task (consumer or embedded worker)."""
+    return [search_task(config)]
+
+
+@hookimpl
+def messenger_startup(runtime: "Runtime") -> None:
+    """Pick the store (Redis with RabbitMQ, memory with the embedded worker); sync the stemming."""
+    config = runtime.config
+    settings: SearchSettings = config.search
+    store: SearchStore
+    if config.rmq_url:
+        store = RedisStore(runtime.redis, config.cache_prefix, settings.task_ttl)
+    else:
+        store = MemoryStore(settings.task_ttl)
+    state = SearchState(store=store, settings=settings, patient=runtime.role == "consumer")
+    state.background = asyncio.get_running_loop().create_task(
+        tsconfig.sync_when_migrated(runtime.migrated, runtime.db, settings.ts_config))
+    runtime.state[STATE_KEY] = state
+
+
+@hookimpl
+async def messenger_shutdown(runtime: "Runtime") -> None:
+    """Stop the background stemming check if it still runs."""
+    state: SearchState | None = runtime.state.get(STATE_KEY)
+    if state is not None and state.background is not None and not state.background.done():
+        state.background.cancel()
+        await asyncio.gather(state.background, return_exceptions=True)

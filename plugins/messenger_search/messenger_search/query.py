@@ -1,0 +1,103 @@
+"""The full-text query: newest matches first, within a deadline, keeping what it found.
+
+The document expression :data:`DOCUMENT` is, character for character, the expression of the GiST
+index created by migration ``0001_text_search`` (``to_tsvector('messenger_search', text)``) and
+the query side uses the same configuration, so the planner can answer ``@@`` from that index.
+The configuration name is a constant: what it stems is changed through ``SEARCH_TS_CONFIG``
+(see :mod:`messenger_search.tsconfig`), never by pointing the query at another configuration.
+
+Matching rows come through a server-side cursor in batches; each FETCH runs under a
+``statement_timeout`` of the time left, so the task stops at ``SEARCH_TIMEOUT`` with the newest
+matches of what it had scanned.  Only ``(created_at, id)`` travel in that phase; the texts of the
+kept matches are read afterwards by primary key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from messenger_core.db import Database
+
+log = logging.getLogger("messenger.search.query")
+
+TS_CONFIG = "messenger_search"
+DOCUMENT = f"to_tsvector('{TS_CONFIG}', text)"
+BATCH = 1000
+
+#: The matching query (parameters: ``chats`` uuid[], ``query`` text).  Tests EXPLAIN it.
+MATCH_SQL = f"""
+SELECT created_at, id FROM messages
+WHERE chat_id = ANY(%(chats)s::uuid[])
+  AND {DOCUMENT} @@ websearch_to_tsquery('{TS_CONFIG}', %(query)s)
+"""
+
+ROWS_SQL = """
+SELECT id, chat_id, member_id, text, created_at FROM messages WHERE id = ANY(%(ids)s::uuid[])
+"""
+
+
+def result_json(row: dict[str, Any]) -> bytes:
+    """One result as the API shows it: message_id, chat_id, user_id, text, created_at (UTC, as chats does)."""
+    return json.dumps({"message_id": row["id"].hex, "chat_id": row["chat_id"].hex,
+                       "user_id": row["member_id"].hex, "text": row["text"],
+                       "created_at": row["created_at"].astimezone(timezone.utc).isoformat(timespec="microseconds")},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _scan(conn: psycopg.AsyncConnection, chats: Sequence[UUID], query: str, limit: int,
+                deadline: float) -> tuple[list[tuple[datetime, UUID]], bool]:
+    """The ``limit`` newest matches seen before the deadline; True when the scan was complete."""
+    loop = asyncio.get_running_loop()
+    best: list[tuple[datetime, UUID]] = []  # min-heap: the oldest kept match on top
+    try:
+        async with conn.transaction():
+            # the cursor is read to the end: plan for all rows, not the first 10 %
+            await conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            async with conn.cursor(name="search_matches") as cur:
+                first = True
+                while True:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        return best, False
+                    await conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                                       (f"{max(1, int(left * 1000))}ms",))
+                    if first:
+                        await cur.execute(MATCH_SQL, {"chats": list(chats), "query": query})
+                        first = False
+                    rows = await cur.fetchmany(BATCH)
+                    if not rows:
+                        return best, True
+                    for row in rows:
+                        item = (row["created_at"], row["id"])
+                        if len(best) < limit:
+                            heapq.heappush(best, item)
+                        elif item > best[0]:
+                            heapq.heapreplace(best, item)
+    except psycopg.errors.QueryCanceled:
+        return best, False
+
+
+async def search(db: Database, chats: Sequence[UUID], query: str, limit: int,
+                 timeout: float) -> tuple[list[bytes], bool]:
+    """Matches of ``query`` in ``chats``, newest first (JSON objects), and whether the scan completed."""
+    if not chats:
+        return [], True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with db.connection(timeout=timeout + 2 * db.timeout) as conn:
+        best, complete = await _scan(conn, chats, query, limit, deadline)
+        if not best:
+            return [], complete
+        cur = await conn.execute(ROWS_SQL, {"ids": [item[1] for item in best]})
+        rows = await cur.fetchall()
+    rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
+    return [result_json(row) for row in rows], complete

@@ -1,0 +1,329 @@
+"""Where search tasks and their results live: one interface, two backends.
+
+* :class:`RedisStore` when tasks go through RabbitMQ (``RMQ_URL`` set): the API process writes
+  WAITING, ``messenger-consumer`` writes the rest, the API reads.  Every key starts with
+  ``CACHE_PREFIX`` + ``search:``.  Each state change is one Lua script, so concurrent readers,
+  consumers and redeliveries never see half a change.
+* :class:`MemoryStore` for the embedded worker (no ``RMQ_URL``): the same rules in a dict.
+
+A task is a record ``{status, owner, attempts, trimmed, total}`` plus the list of its results
+(JSON objects, newest first).  Result position ``i`` (0-based, over the whole list) is what the
+public iterator names; reading a page ``from=i`` forgets every result before ``i`` ("trimmed").
+A finished task and its results expire ``SEARCH_TASK_TTL`` seconds after it finished; a task that
+never finishes is forgotten after :data:`PENDING_TTL` so nothing leaks forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+
+from messenger_core.errors import ApiError, service_unavailable
+
+log = logging.getLogger("messenger.search.store")
+
+WAITING, IN_PROCESS, SUCCESS, FAILED = "WAITING", "IN_PROCESS", "SUCCESS", "FAILED"
+FINISHED = (SUCCESS, FAILED)
+PENDING_TTL = 7 * 24 * 3600  # seconds an unfinished task is kept (a queue outage may last long)
+
+T = TypeVar("T")
+
+
+def task_not_found() -> ApiError:
+    """404 ``task-not-found``."""
+    return ApiError(404, "task-not-found")
+
+
+def bad_cursor() -> ApiError:
+    """400 ``bad-cursor``: an iterator that is malformed, in the future, or already acknowledged."""
+    return ApiError(400, "bad-cursor")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a reader needs to know about a task: its status and who asked."""
+
+    status: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker got when it started a task: its status then (``""`` when unknown) and the run count."""
+
+    status: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """Results from position ``start`` on (raw JSON objects)."""
+
+    start: int
+    items: list[bytes]
+
+    @property
+    def next(self) -> int:
+        """Position right after the last result of the page."""
+        return self.start + len(self.items)
+
+
+class SearchStore(ABC):
+    """Tasks and results of the search plugin."""
+
+    def __init__(self, task_ttl: float) -> None:
+        self.task_ttl = task_ttl
+
+    @abstractmethod
+    async def create(self, task_id: str, owner: str) -> None:
+        """Record a new WAITING task of ``owner``."""
+
+    @abstractmethod
+    async def discard(self, task_id: str) -> None:
+        """Forget a task that could not be queued."""
+
+    @abstractmethod
+    async def get(self, task_id: str) -> TaskInfo | None:
+        """The task's status and owner, or None when unknown (or expired)."""
+
+    @abstractmethod
+    async def claim(self, task_id: str) -> Claim:
+        """A worker starts the task: count the run and set IN_PROCESS, unless it is unknown or finished."""
+
+    @abstractmethod
+    async def finish(self, task_id: str, results: list[bytes]) -> bool:
+        """SUCCESS with ``results`` (newest first), expiring after the TTL; False if already finished."""
+
+    @abstractmethod
+    async def fail(self, task_id: str, reason: str) -> bool:
+        """FAILED (the reason is kept for operators), expiring after the TTL; False if already finished."""
+
+    @abstractmethod
+    async def page(self, task_id: str, start: int | None, limit: int) -> Page:
+        """Up to ``limit`` results from ``start`` (default: the first not yet acknowledged).
+
+        Results before ``start`` are deleted.  Raises 400 ``bad-cursor`` for a position before the
+        first kept result or after the last one, 404 ``task-not-found`` when the task is gone.
+        """
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+# ---- memory ----------------------------------------------------------------------------------
+
+@dataclass
+class _Record:
+    status: str
+    owner: str
+    expires: float
+    attempts: int = 0
+    trimmed: int = 0
+    reason: str = ""
+    results: list[bytes] = field(default_factory=list)
+
+
+class MemoryStore(SearchStore):
+    """One process's tasks, in a dict; expired records are swept as new ones arrive."""
+
+    def __init__(self, task_ttl: float) -> None:
+        super().__init__(task_ttl)
+        self._tasks: dict[str, _Record] = {}
+
+    def _live(self, task_id: str) -> _Record | None:
+        record = self._tasks.get(task_id)
+        if record is not None and record.expires <= time.monotonic():
+            del self._tasks[task_id]
+            return None
+        return record
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for task_id in [key for key, rec in self._tasks.items() if rec.expires <= now]:
+            del self._tasks[task_id]
+
+    async def create(self, task_id: str, owner: str) -> None:
+        self._sweep()
+        self._tasks[task_id] = _Record(WAITING, owner, time.monotonic() + PENDING_TTL)
+
+    async def discard(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        record = self._live(task_id)
+        return None if record is None else TaskInfo(record.status, record.owner)
+
+    async def claim(self, task_id: str) -> Claim:
+        record = self._live(task_id)
+        if record is None:
+            return Claim("", 0)
+        if record.status in FINISHED:
+            return Claim(record.status, record.attempts)
+        record.attempts += 1
+        record.status = IN_PROCESS
+        return Claim(IN_PROCESS, record.attempts)
+
+    def _end(self, task_id: str, status: str, results: list[bytes], reason: str) -> bool:
+        record = self._live(task_id)
+        if record is None or record.status in FINISHED:
+            return False
+        record.status, record.results, record.reason = status, list(results), reason
+        record.trimmed = 0
+        record.expires = time.monotonic() + self.task_ttl
+        return True
+
+    async def finish(self, task_id: str, results: list[bytes]) -> bool:
+        return self._end(task_id, SUCCESS, results, "")
+
+    async def fail(self, task_id: str, reason: str) -> bool:
+        return self._end(task_id, FAILED, [], reason)
+
+    async def page(self, task_id: str, start: int | None, limit: int) -> Page:
+        record = self._live(task_id)
+        if record is None:
+            raise task_not_found()
+        total = record.trimmed + len(record.results)
+        if start is None:
+            start = record.trimmed
+        if start < record.trimmed or start > total:
+            raise bad_cursor()
+        del record.results[:start - record.trimmed]
+        record.trimmed = start
+        return Page(start, record.results[:limit])
+
+
+# ---- redis -----------------------------------------------------------------------------------
+
+# KEYS: task hash.  Returns {status, attempts}; status '' when unknown.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', 0} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'SUCCESS' or status == 'FAILED' then
+  return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'IN_PROCESS')
+return {'IN_PROCESS', attempts}
+"""
+
+# KEYS: task hash, results list.  ARGV: status, ttl ms, reason, results...  Returns 1 when it ended the task.
+_END = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'SUCCESS' or status == 'FAILED' then return 0 end
+redis.call('DEL', KEYS[2])
+local n = #ARGV - 3
+for i = 4, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[3], 'total', n, 'trimmed', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if n > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+# KEYS: task hash, results list.  ARGV: start (-1: first kept), limit.
+# Returns {start, items...}; {-1} bad cursor; {-2} unknown task.
+_PAGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+local trimmed = tonumber(redis.call('HGET', KEYS[1], 'trimmed') or '0')
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+local start = tonumber(ARGV[1])
+if start < 0 then start = trimmed end
+if start < trimmed or start > total then return {-1} end
+if start > trimmed then
+  redis.call('LTRIM', KEYS[2], start - trimmed, -1)
+  redis.call('HSET', KEYS[1], 'trimmed', start)
+end
+local items = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+table.insert(items, 1, start)
+return items
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(SearchStore):
+    """Tasks in Redis, shared by the API processes and the consumers.
+
+    Redis being unreachable makes every call raise 503 ``service-unavailable`` (logged once per
+    outage); the consumer's task code waits for it instead.
+    """
+
+    def __init__(self, client: Any, prefix: str, task_ttl: float) -> None:
+        super().__init__(task_ttl)
+        self.client = client
+        self.prefix = prefix + "search:"
+        self.available = True
+        self._claim = client.register_script(_CLAIM)
+        self._end_script = client.register_script(_END)
+        self._page = client.register_script(_PAGE)
+
+    def _keys(self, task_id: str) -> list[str]:
+        return [f"{self.prefix}task:{task_id}", f"{self.prefix}results:{task_id}"]
+
+    async def _run(self, call: Awaitable[T]) -> T:
+        try:
+            result = await call
+        except (RedisError, OSError) as exc:
+            if self.available:
+                log.warning("search store: redis unavailable: %s", exc)
+            self.available = False
+            raise service_unavailable() from exc
+        if not self.available:
+            log.info("search store: redis is back")
+        self.available = True
+        return result
+
+    async def create(self, task_id: str, owner: str) -> None:
+        key = self._keys(task_id)[0]
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"status": WAITING, "owner": owner, "attempts": 0,
+                                        "trimmed": 0, "total": 0, "created": f"{time.time():.3f}"})
+                pipe.expire(key, PENDING_TTL)
+                await pipe.execute()
+        await self._run(write())
+
+    async def discard(self, task_id: str) -> None:
+        await self._run(self.client.delete(*self._keys(task_id)))
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        status, owner = await self._run(self.client.hmget(self._keys(task_id)[0], "status", "owner"))
+        if status is None:
+            return None
+        return TaskInfo(_text(status), _text(owner or b""))
+
+    async def claim(self, task_id: str) -> Claim:
+        status, attempts = await self._run(self._claim(keys=self._keys(task_id)[:1]))
+        return Claim(_text(status), int(attempts))
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.task_ttl * 1000))
+
+    async def finish(self, task_id: str, results: list[bytes]) -> bool:
+        args = [SUCCESS, self._ttl_ms(), "", *results]
+        return bool(await self._run(self._end_script(keys=self._keys(task_id), args=args)))
+
+    async def fail(self, task_id: str, reason: str) -> bool:
+        args = [FAILED, self._ttl_ms(), reason[:500]]
+        return bool(await self._run(self._end_script(keys=self._keys(task_id), args=args)))
+
+    async def page(self, task_id: str, start: int | None, limit: int) -> Page:
+        args = [-1 if start is None else start, limit]
+        reply = await self._run(self._page(keys=self._keys(task_id), args=args))
+        first = int(reply[0])
+        if first == -2:
+            raise task_not_found()
+        if first == -1:
+            raise bad_cursor()
+        return Page(first, list(reply[1:]))
