@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow
-from apispec import APISpec
+from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_yaml_from_docstring
 from apispec_webframeworks.tornado import TornadoPlugin
@@ -29,14 +29,41 @@ class ErrorSchema(marshmallow.Schema):
     message = marshmallow.fields.String(required=True, metadata={"description": "Error code"})
 
 
+class SecurityPlugin(BasePlugin):
+    """Lists the security schemes on every operation of a non-public handler and documents its 401.
+
+    It works inside ``spec.path`` because apispec deep-copies the operations it is given: editing
+    them after the call changes nothing in the spec.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schemes: list[str] = []
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
+        """Add ``security`` and a 401 response to the operations of a handler that is not public."""
+        handler = getattr(kwargs.get("urlspec"), "handler_class", None)
+        if not self.schemes or not operations or handler is None or getattr(handler, "public", False):
+            return
+        for method, operation in operations.items():
+            if method not in HTTP_METHODS or not isinstance(operation, dict):
+                continue
+            operation.setdefault("security", [{name: []} for name in self.schemes])
+            operation.setdefault("responses", {}).setdefault(
+                "401", {"description": "auth-failed, invalid-session-id or session-id-expired",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+
+
 def build_spec(app: Any) -> APISpec:
     """The spec of ``app`` (a MessengerApp): its routes, schemas and security schemes."""
     config = app.config
+    security = SecurityPlugin()
     spec = APISpec(
         title="Messenger API",
         version=__version__,
         openapi_version="3.0.3",
-        plugins=[TornadoPlugin(), MarshmallowPlugin()],
+        plugins=[TornadoPlugin(), MarshmallowPlugin(), security],
         info={"description": "Chats, members, messages with cursor paging, asynchronous full-text "
                              "search. Every error body is {\"message\": \"<code>\"}."},
     )
@@ -49,18 +76,12 @@ def build_spec(app: Any) -> APISpec:
         schemes.update(declared)
     for name, scheme in sorted(schemes.items()):
         spec.components.security_scheme(name, scheme)
+    security.schemes = sorted(schemes)
     for route in sorted(app.routes, key=lambda r: r[0]):
         pattern, handler = route[0], route[1]
         if not any(load_yaml_from_docstring(getattr(handler, m).__doc__ or "") for m in HTTP_METHODS):
             continue
-        operations: dict[str, Any] = {}
-        spec.path(urlspec=URLSpec(pattern, handler), operations=operations)
-        if schemes and not handler.public:
-            for operation in operations.values():
-                operation.setdefault("security", [{name: []} for name in sorted(schemes)])
-                operation.setdefault("responses", {}).setdefault(
-                    "401", {"description": "auth-failed, invalid-session-id or session-id-expired",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        spec.path(urlspec=URLSpec(pattern, handler))
     return spec
 
 

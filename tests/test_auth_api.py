@@ -227,6 +227,21 @@ async def test_openapi_documents_the_auth_endpoints(auth_server: AppServer) -> N
         "description": "`session_id <session_id>` with a session_id from POST /v1/auth/login"}}
     assert {"AuthCredentials", "AuthSession"} <= set(spec["components"]["schemas"])
     assert "password" not in json.dumps(spec["components"]["schemas"]["AuthSession"])
+    # the core lists the session scheme on every non-public operation, and only there
+    assert paths["/v1/auth/logout"]["post"]["security"] == [{"session": []}]
+    for path in ("/v1/auth/register", "/v1/auth/login", "/ping", "/ping_db", "/openapi.json", "/docs"):
+        for operation in paths[path].values():
+            assert "security" not in operation, path
+
+
+async def test_openapi_marks_chat_operations(env: dict[str, str]) -> None:
+    async with serve_app(env, plugins=("messenger_auth", "messenger_chats")) as srv:
+        paths = (await srv.client.get("/openapi.json")).json["paths"]
+        chat_ops = [op for path, item in paths.items() if path.startswith("/v1/chats") for op in item.values()]
+        assert chat_ops
+        for operation in chat_ops:
+            assert operation["security"] == [{"session": []}]
+            assert "401" in operation["responses"]
 
 
 async def test_auth_disabled_opens_everything(env: dict[str, str]) -> None:
