@@ -256,3 +256,23 @@ async def test_auth_disabled_opens_everything(env: dict[str, str]) -> None:
         assert_error(await client.post("/v1/auth/logout"), 401, "auth-failed")
         assert (await client.post("/v1/auth/logout", headers=bearer(session_id))).status == 200
         assert_error(await client.post("/v1/auth/logout", headers=bearer(session_id)), 401, "invalid-session-id")
+
+
+async def test_with_every_plugin_login_attempts_are_limited_before_the_password_check(env: dict[str, str]) -> None:
+    async with serve_app({**env, "LOGIN_ATTEMPTS_PER_MINUTE": "3"}) as srv:
+        client = srv.client
+        await register(client, "vasya", "right")
+        session_id = await login(client, "vasya", "right")
+        assert await authenticated(client, session_id)
+        statuses = []
+        for _ in range(4):
+            resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "wrong"})
+            statuses.append(resp.status)
+        assert statuses[0] == 400 and statuses[-1] == 429, statuses
+        # refused before the password is checked: the right one is refused too, nothing was written
+        resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "right"})
+        assert_error(resp, 429, "request-limit-exceeded")
+        assert "Retry-After" in resp.headers
+        count = await srv.runtime.db.fetchone("SELECT count(*) AS n FROM sessions")
+        assert count == {"n": 1}
+        assert await authenticated(client, session_id)

@@ -74,6 +74,27 @@ async def test_a_cached_session_needs_no_database(env: dict[str, str], cache_typ
         proxy.close()
 
 
+async def test_auth_keeps_working_while_redis_is_down(env: dict[str, str]) -> None:
+    proxy = TcpProxy(6379)
+    settings = {**env, "CACHE_TYPE": "redis", "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/7"}
+    try:
+        async with serve_app(settings, plugins=AUTH_ONLY) as srv:
+            client = srv.client
+            before = await new_session(client, "vasya")
+            proxy.cut()
+            assert await authenticated(client, before)  # cache unreachable: the table answers
+            during = await login(client, "vasya")
+            assert await authenticated(client, during)
+            assert (await client.post("/v1/auth/logout", headers=bearer(during))).status == 200
+            assert_error(await probe(client, bearer(during)), 401, "invalid-session-id")
+            await new_session(client, "petya")
+            proxy.restore()
+            assert await authenticated(client, before)
+            assert_error(await probe(client, bearer(during)), 401, "invalid-session-id")
+    finally:
+        proxy.close()
+
+
 ACCESS = re.compile(r"\[(\d+)\] messenger\.access: (\d{3}) GET " + re.escape(PROBE) + r"\?probe=(\w+) ")
 
 
