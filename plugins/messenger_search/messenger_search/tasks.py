@@ -81,7 +81,7 @@ async def run_search(payload: dict[str, Any], runtime: "Runtime", attempt: int) 
         log.info("search task %s already %s (delivered again); nothing to do", task_id, claim.status)
         return
     if claim.attempts > state.settings.max_attempts:
-        reason = f"gave up after {claim.attempts - 1} runs that did not finish"
+        reason = f"gave up: {claim.attempts - 1} earlier run(s) did not finish"
         log.error("search task %s FAILED: %s", task_id, reason)
         await _patiently(state, lambda: state.store.fail(task_id, reason))
         return
