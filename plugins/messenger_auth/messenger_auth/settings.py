@@ -33,7 +33,7 @@ class AuthSettings(Section):
     token_lifetime = Setting("AUTH_TOKEN_LIFETIME", integer(1), 3600,
                              "Seconds a session lives after login (not extended by use)")
     scrypt_n = Setting("AUTH_SCRYPT_N", power_of_two, 2 ** 14,
-                       "scrypt CPU/memory cost for new password hashes ")
+                       "scrypt CPU/memory cost (N, a power of 2) for new password hashes")
     scrypt_r = Setting("AUTH_SCRYPT_R", integer(1, 64), 8, "scrypt block size for new password hashes")
     scrypt_p = Setting("AUTH_SCRYPT_P", integer(1, 16), 1, "scrypt parallelism for new password hashes")
     hash_threads = Setting("AUTH_HASH_THREADS", integer(1, 64), 2,
