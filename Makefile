@@ -50,7 +50,7 @@ tests-html-coverage-report: venv system-deps ## tests with an HTML coverage repo
 	@echo "open htmlcov/index.html"
 
 openapi: venv ## regenerate swagger.yml from the code
-	MESSENGER_APPS= $(BIN)/messenger-api openapi > swagger.yml
+	MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle $(BIN)/messenger-api openapi > swagger.yml
 
 bench: venv ## run the benchmark suite (bounded, loopback only); see bench/README.md
 	$(BIN)/python -m bench.run

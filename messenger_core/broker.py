@@ -267,6 +267,8 @@ class Consumer:
         self.prefetch = prefetch
         self.stopping = False
         self._backoff = 0.5
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
         by_queue: dict[str, Task] = {}
         for task in self.tasks.values():
             if task.queue in by_queue:
@@ -278,6 +280,12 @@ class Consumer:
         """Signal handler: finish the current task, then leave."""
         log.info("consumer stopping")
         self.stopping = True
+
+    def _wait_for_migrations(self) -> None:
+        """Take no task before this process has seen the schema migrated."""
+        log.info("consumer waits for the database migrations")
+        while not self.stopping and not self.runtime.migrated.is_set():
+            self.loop.run_until_complete(asyncio.sleep(0.1))
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         try:
@@ -321,8 +329,7 @@ class Consumer:
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT; reconnect with backoff on broker errors."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        self._wait_for_migrations()
         if not self.tasks:
             log.warning("no enabled plugin declares tasks; the consumer has nothing to do")
         while not self.stopping:

@@ -118,11 +118,10 @@ def consumer_main(argv: Sequence[str] | None = None) -> int:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         runtime = Runtime(config, plugins, role="consumer")
+        consumer = Consumer(runtime, loop, config.rmq_url, config.consumer_prefetch)  # handles SIGTERM from now
         loop.run_until_complete(runtime.start())
-        log.info("consumer waits for the database migrations")
-        loop.run_until_complete(runtime.migrated.wait())
         try:
-            Consumer(runtime, loop, config.rmq_url, config.consumer_prefetch).run()
+            consumer.run()
         finally:
             loop.run_until_complete(runtime.stop())
             loop.close()

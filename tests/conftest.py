@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from example_helpers import installed_example
 from support import AppServer, base_env, create_database, drop_database, serve_app
 
 
@@ -28,3 +29,10 @@ async def server(env: dict[str, str]) -> AsyncIterator[AppServer]:
     """The app with every plugin, auth on, memory cache, embedded worker, on an unused port."""
     async with serve_app(env) as app_server:
         yield app_server
+
+
+@pytest.fixture(scope="session")
+def example_installed() -> Iterator[None]:
+    """The example plugin (tests/example_plugin) pip-installed into the venv for subprocess servers."""
+    with installed_example():
+        yield

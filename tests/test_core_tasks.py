@@ -11,7 +11,7 @@ import pika
 import psycopg
 import pytest
 
-from example_helpers import example_plugin, installed_example
+from example_helpers import example_plugin
 from support import PG_HOST, PG_USER, RMQ_URL, poll, serve_app, start_consumer
 
 
@@ -48,12 +48,6 @@ async def test_embedded_worker_runs_tasks_in_the_api_process(env: dict[str, str]
             return _runs(database).get("embedded-1")
         attempt, pid = await poll(ran, timeout=10)
         assert attempt == 1 and pid == os.getpid()
-
-
-@pytest.fixture(scope="module")
-def example_installed() -> Iterator[None]:
-    with installed_example():
-        yield
 
 
 @pytest.fixture
