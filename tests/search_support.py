@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pika
 import psycopg
+import pytest
+import redis.asyncio as aioredis
 
 from chats_support import assert_error, conninfo
-from support import AppServer, Client, Response, poll, serve_app
+from support import REDIS_URL, RMQ_URL, AppServer, Client, Process, Response, poll, serve_app, start_consumer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 SEARCH_PLUGINS = ("messenger_chats", "messenger_search")
 RESULT_KEYS = {"message_id", "chat_id", "user_id", "text", "created_at"}
+CONSUMER_APPS = "messenger_chats,messenger_search"
 
 
 @asynccontextmanager
@@ -111,3 +116,40 @@ async def check_paging(client: Client, task_id: str, found: list[dict[str, Any]]
         assert_error(resp, 400, "bad-parameters")
     assert_error(await client.get(f"/v1/chats/search/{task_id}/messages"), 400, "bad-parameters")
     assert await read_results(client, task_id, limit=2, start="5") == ([], "5")  # refusals changed nothing
+
+
+# ---- RabbitMQ and consumers (fixtures: import them into the test module) ----------------------
+
+@pytest.fixture
+def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Settings with RabbitMQ on; this test's exchange and queue are deleted afterwards."""
+    yield {**env, "RMQ_URL": RMQ_URL, "LOG_LEVEL": "INFO"}
+    conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
+    try:
+        channel = conn.channel()
+        channel.queue_delete(env["SEARCH_QUEUE"])
+        channel.exchange_delete(env["SEARCH_EXCHANGE"])
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def redis_keys(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client for inspecting this test's keys (all removed afterwards)."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    keys = [key async for key in client.scan_iter(match=env["CACHE_PREFIX"] + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def consumer(env: dict[str, str], log: Path, **overrides: str) -> Process:
+    """A messenger-consumer with chats and search, once it consumes."""
+    proc = start_consumer({**env, "MESSENGER_APPS": CONSUMER_APPS, **overrides}, log)
+
+    async def ready() -> bool:
+        assert proc.alive(), proc.log
+        return "consumer ready" in proc.log
+    await poll(ready, timeout=20)
+    return proc

@@ -2,55 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pika
 import psycopg
-import pytest
 import redis.asyncio as aioredis
 
 from chats_support import assert_error, conninfo, join, new_chat, say
-from search_support import (check_paging, read_results, results, search_server, search_texts, start_search,
-                            status, wait_status)
-from support import REDIS_URL, RMQ_URL, Process, poll, start_consumer
-
-CONSUMER_APPS = "messenger_chats,messenger_search"
-
-
-@pytest.fixture
-def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Settings with RabbitMQ on; this test's exchange and queue are deleted afterwards."""
-    yield {**env, "RMQ_URL": RMQ_URL, "LOG_LEVEL": "INFO"}
-    conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
-    try:
-        channel = conn.channel()
-        channel.queue_delete(env["SEARCH_QUEUE"])
-        channel.exchange_delete(env["SEARCH_EXCHANGE"])
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-async def redis_keys(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client for inspecting this test's keys (all removed afterwards)."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    keys = [key async for key in client.scan_iter(match=env["CACHE_PREFIX"] + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-async def consumer(env: dict[str, str], log: Path, **overrides: str) -> Process:
-    """A messenger-consumer with chats and search, once it consumes."""
-    proc = start_consumer({**env, "MESSENGER_APPS": CONSUMER_APPS, **overrides}, log)
-
-    async def ready() -> bool:
-        assert proc.alive(), proc.log
-        return "consumer ready" in proc.log
-    await poll(ready, timeout=20)
-    return proc
+from search_support import (check_paging, consumer, read_results, results, search_server, search_texts,
+                            start_search, status, wait_status)
+from search_support import rabbit_env, redis_keys  # noqa: F401  pylint: disable=unused-import
+from support import poll
 
 
 async def test_end_to_end_with_two_consumers_scoped_paged_acknowledged_expired(
