@@ -120,8 +120,8 @@ async def check_paging(client: Client, task_id: str, found: list[dict[str, Any]]
 
 # ---- RabbitMQ and consumers (fixtures: import them into the test module) ----------------------
 
-@pytest.fixture
-def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
+@pytest.fixture(name="rabbit_env")
+def rabbit_env_fixture(env: dict[str, str]) -> Iterator[dict[str, str]]:
     """Settings with RabbitMQ on; this test's exchange and queue are deleted afterwards."""
     yield {**env, "RMQ_URL": RMQ_URL, "LOG_LEVEL": "INFO"}
     conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
@@ -133,8 +133,8 @@ def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
         conn.close()
 
 
-@pytest.fixture
-async def redis_keys(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
+@pytest.fixture(name="redis_keys")
+async def redis_keys_fixture(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
     """A Redis client for inspecting this test's keys (all removed afterwards)."""
     client = aioredis.Redis.from_url(REDIS_URL)
     yield client
