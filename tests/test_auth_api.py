@@ -204,6 +204,25 @@ async def test_expiry_with_a_short_lifetime(env: dict[str, str]) -> None:
         assert await authenticated(client, await login(client, "vasya"))
 
 
+async def test_lifetime_changes_never_extend_a_session(env: dict[str, str]) -> None:
+    async with serve_app({**env, "AUTH_TOKEN_LIFETIME": "1"}, plugins=AUTH_ONLY) as srv:
+        short = await new_session(srv.client, "vasya")
+    async with serve_app(env, plugins=AUTH_ONLY) as srv:  # back to the default hour
+        long = await login(srv.client, "vasya")
+
+        async def short_expired() -> bool:
+            return (await probe(srv.client, bearer(short))).status == 401
+        await poll(short_expired, timeout=5)
+        assert_error(await probe(srv.client, bearer(short)), 401, "session-id-expired")
+        assert await authenticated(srv.client, long)
+    async with serve_app({**env, "AUTH_TOKEN_LIFETIME": "1"}, plugins=AUTH_ONLY) as srv:
+        # a lowered lifetime also ends sessions issued under the longer one, a second after their login
+        async def long_expired() -> bool:
+            return (await probe(srv.client, bearer(long))).status == 401
+        await poll(long_expired, timeout=5)
+        assert_error(await probe(srv.client, bearer(long)), 401, "session-id-expired")
+
+
 async def test_custom_header_and_token_type(env: dict[str, str]) -> None:
     settings = {**env, "AUTH_HEADER": "X-Session", "AUTH_TOKEN_TYPE": "token"}
     async with serve_app(settings, plugins=AUTH_ONLY) as srv:
