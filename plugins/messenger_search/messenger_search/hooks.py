@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from messenger_core.broker import Task
@@ -17,6 +18,8 @@ from .tasks import STATE_KEY, SearchState, search_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core.app import Runtime
+
+log = logging.getLogger("messenger.search")
 
 
 @hookimpl
@@ -51,14 +54,19 @@ def messenger_task_handlers(config: Config) -> list[Task]:
 
 @hookimpl
 def messenger_startup(runtime: "Runtime") -> None:
-    """Pick the store (Redis with RabbitMQ, memory with the embedded worker); sync the stemming."""
+    """Pick the store (Redis with RabbitMQ or several Redis-backed workers, else memory); sync the stemming."""
     config = runtime.config
     settings: SearchSettings = config.search
     store: SearchStore
-    if config.rmq_url:
+    if config.rmq_url or (runtime.processes > 1 and config.cache_type == "redis"):
+        # several API workers must all see every task: Redis is shared
         store = RedisStore(runtime.redis, config.cache_prefix, settings.task_ttl)
     else:
         store = MemoryStore(settings.task_ttl)
+        if runtime.processes > 1:
+            log.warning("search without RMQ_URL keeps tasks in each worker's memory: with %d workers a "
+                        "client may ask another worker about its task; use WORKERS=1, CACHE_TYPE=redis "
+                        "or RMQ_URL", runtime.processes)
     state = SearchState(store=store, settings=settings, patient=runtime.role == "consumer")
     state.background = asyncio.get_running_loop().create_task(
         tsconfig.sync_when_migrated(runtime.migrated, runtime.db, settings.ts_config))
