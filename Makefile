@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# generated documents describe exactly the four plugins of this repository
+ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle
 
 .DEFAULT_GOAL := help
 .PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean
@@ -38,9 +40,9 @@ migrate: venv ## apply pending migrations (make migrate DOWN=plugin[:version] ro
 	$(BIN)/messenger-api migrate $(if $(DOWN),--down $(DOWN))
 
 lint: venv ## pylint and flake8
-	$(BIN)/pylint --rcfile=.pylintrc messenger_core plugins bench
+	$(BIN)/pylint --rcfile=.pylintrc messenger_core $(dir $(wildcard plugins/*/messenger_*/__init__.py)) bench tools
 	$(BIN)/pylint --rcfile=.pylintrc --disable=missing-function-docstring,redefined-outer-name,wrong-import-order tests
-	$(BIN)/flake8 messenger_core plugins tests bench
+	$(BIN)/flake8 messenger_core plugins tests bench tools
 
 test: venv system-deps ## the whole test suite against real PostgreSQL, Redis, RabbitMQ
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -49,8 +51,9 @@ tests-html-coverage-report: venv system-deps ## tests with an HTML coverage repo
 	$(BIN)/pytest --cov=messenger_core $(foreach p,$(PLUGINS),--cov=$(notdir $(p))) --cov-report=html $(PYTEST_ARGS)
 	@echo "open htmlcov/index.html"
 
-openapi: venv ## regenerate swagger.yml from the code
-	MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle $(BIN)/messenger-api openapi > swagger.yml
+openapi: venv ## regenerate swagger.yml and the README's settings table from the code
+	$(ALL_APPS) $(BIN)/messenger-api openapi > swagger.yml
+	$(ALL_APPS) $(BIN)/messenger-api settings | $(BIN)/python tools/sync_readme.py
 
 bench: venv ## run the benchmark suite (bounded, loopback only); see bench/README.md
 	$(BIN)/python -m bench.run

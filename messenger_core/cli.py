@@ -53,7 +53,8 @@ def settings_table(config: Config) -> str:
             default = setting.default
             if isinstance(default, tuple):
                 default = ",".join(str(item) for item in default)
-            lines.append(f"| `{setting.env}` | `{default}` | {setting.help} |")
+            shown = f"`{default}`" if default != "" else "*(empty)*"
+            lines.append(f"| `{setting.env}` | {shown} | {setting.help} |")
     return "\n".join(lines)
 
 
