@@ -142,3 +142,7 @@ async def test_memory_backend_keeps_a_bounded_number_of_keys() -> None:
     assert not refused.allowed and refused.retry_after == pytest.approx(1.0)
     now[0] += 1.0
     assert (await backend.hit("ip:10.0.0.9", 2, 1.0)).allowed
+    assert len(backend) == 1  # each call also forgets a few keys whose requests all left the window
+    for _ in range(3):  # a lone client keeps its count while it sweeps
+        await backend.hit("ip:10.0.0.9", 2, 1.0)
+    assert len(backend) == 1 and not (await backend.hit("ip:10.0.0.9", 2, 1.0)).allowed

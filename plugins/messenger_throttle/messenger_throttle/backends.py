@@ -25,8 +25,11 @@ from messenger_core.cache import RedisState
 
 log = logging.getLogger("messenger.throttle")
 
-#: Memory backend bound: least recently used keys are forgotten beyond this many.
-MAX_MEMORY_KEYS = 100_000
+#: Memory backend bound: least recently used keys are forgotten beyond this many (worst case, a flood
+#: of distinct clients, about THROTTLE_RPS timestamps each).  Expired keys go long before that.
+MAX_MEMORY_KEYS = 20_000
+#: Expired keys the memory backend drops per call, from the least recently used end.
+SWEEP_PER_CALL = 2
 #: After a failed Redis call, skip Redis this long (fail open at once instead of waiting on timeouts).
 REDIS_RETRY_AFTER = 1.0
 
@@ -89,19 +92,28 @@ class MemoryBackend(Backend):
 
     async def hit(self, key: str, limit: int, window: float) -> Decision:
         now = self.clock()
+        horizon = now - window
+        self._sweep_windows(horizon)  # before the lookup: it may drop this very key, when it is expired
         stamps = self._windows.get(key)
         if stamps is None:
             stamps = self._windows[key] = deque()
             self._bound(self._windows)
         else:
             self._windows.move_to_end(key)
-        horizon = now - window
         while stamps and stamps[0] <= horizon:
             stamps.popleft()
         if len(stamps) >= limit:
             return Decision(False, 0, stamps[-limit] - horizon)
         stamps.append(now)
         return Decision(True, limit - len(stamps))
+
+    def _sweep_windows(self, horizon: float) -> None:
+        """Forget a few least recently used keys whose every request has left the window."""
+        for _ in range(SWEEP_PER_CALL):
+            oldest = next(iter(self._windows.items()), None)
+            if oldest is None or (oldest[1] and oldest[1][-1] > horizon):
+                return
+            del self._windows[oldest[0]]
 
     async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision:
         now = self.wall_clock()
@@ -117,6 +129,11 @@ class MemoryBackend(Backend):
             self._periods[key] = (index, seen + 1)
             self._periods.move_to_end(key)
         self._bound(self._periods)
+        for _ in range(SWEEP_PER_CALL):  # forget a few counters of past periods
+            oldest = next(iter(self._periods.items()), None)
+            if oldest is None or oldest[1][0] == index:
+                break
+            del self._periods[oldest[0]]
         return Decision(True, limit - 1 - max(counts, default=0))
 
 
