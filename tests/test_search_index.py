@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from chats_support import conninfo, join, new_chat, say
 from messenger_search.query import MATCH_SQL
@@ -13,15 +16,16 @@ from search_support import read_results, search_server, search_texts, sql, start
 from support import poll
 
 ROWS = 20000
+DEADLINE_ROWS = 100000
 
 
-async def bulk_messages(database: str, chat_id: str, member_id: str) -> None:
-    """ROWS filler messages (one a second, long ago) plus the chat's position counter."""
+async def bulk_messages(database: str, chat_id: str, member_id: str, rows: int = ROWS) -> None:
+    """``rows`` filler messages (one a second, long ago) plus the chat's position counter."""
     await sql(database, """
         INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
         SELECT gen_random_uuid(), %s, 1000 + g, %s,
                'filler number ' || g || ' talks about the weather', now() - interval '1 day' + g * interval '1 s'
-        FROM generate_series(1, %s) AS g""", (chat_id, member_id, ROWS))
+        FROM generate_series(1, %s) AS g""", (chat_id, member_id, rows))
     await sql(database, "UPDATE chats SET last_seq = (SELECT max(seq) FROM messages WHERE chat_id = %s)"
                         " WHERE id = %s", (chat_id, chat_id))
     await sql(database, "ANALYZE messages")
@@ -72,6 +76,28 @@ async def test_explain_uses_the_gist_index_and_max_results_keeps_the_newest(
         assert [item["text"] for item in found] == [
             f"filler number {n} talks about the weather" for n in range(ROWS, ROWS - 5, -1)]
         assert iterator == "5"
+
+
+async def test_the_deadline_ends_the_task_in_time_with_what_it_had_found(
+        env: dict[str, str], database: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Without the index every row costs a to_tsvector (~20 us): DEADLINE_ROWS take seconds to scan,
+    # while inserting them is cheap.  The plan does not matter to the deadline.
+    caplog.set_level(logging.INFO, logger="messenger.search.task")
+    async with search_server(env, SEARCH_MAX_RESULTS=5, SEARCH_TIMEOUT=0.1) as srv:
+        chat = await new_chat(srv.client)
+        user = await join(srv.client, chat)
+        await sql(database, "DROP INDEX messages_text_search_idx")
+        await bulk_messages(database, chat, user, DEADLINE_ROWS)
+        started = time.monotonic()
+        task_id = await start_search(srv.client, "weather", user)
+        await wait_status(srv.client, task_id, user_id=user)
+        assert time.monotonic() - started < 2
+        found, _ = await read_results(srv.client, task_id)
+        # a sequential scan goes oldest first: it kept the newest of the rows it had reached
+        numbers = [int(item["text"].split()[2]) for item in found]
+        assert len(numbers) == 5 and numbers == sorted(numbers, reverse=True), numbers
+        assert numbers[0] < DEADLINE_ROWS // 2, numbers
+        assert f"search task {task_id} stopped at the 0.1s deadline with 5 results" in caplog.text
 
 
 async def test_search_ts_config_restems_under_the_same_name_and_index(env: dict[str, str], database: str) -> None:
