@@ -15,11 +15,17 @@ Cache (``runtime.cache``, memory or Redis):
 * the last, partial page of a read: a field of the chat's *tail group*, invalidated by every new
   message of the chat.  Only cached when every process sees the same cache (Redis, or a single
   process), since another worker's memory could not be invalidated.
+
+An invalidation that fails (Redis unreachable at that moment) is retried in the background until it
+succeeds, so a tail page cached before the outage does not outlive the outage by more than a retry
+period; ``CHATS_TAIL_PAGE_TTL`` bounds it in any case.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +37,9 @@ from messenger_core.web import dumps
 
 from . import cursor
 from .settings import ChatsSettings
+
+log = logging.getLogger("messenger.chats")
+RETRY_PERIOD = 0.5  # seconds between attempts at a failed invalidation
 
 INSERT_CHAT = "INSERT INTO chats (id, name) VALUES (%s, %s)"
 INSERT_MEMBER = """
@@ -103,6 +112,39 @@ class ChatStore:
         self.db = db
         self.cache = cache
         self.settings = settings
+        self._pending: set[str] = set()  # groups whose invalidation failed
+        self._retrier: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Stop retrying invalidations (process shutdown)."""
+        if self._retrier is not None:
+            self._retrier.cancel()
+            self._retrier = None
+
+    def _cache_reachable(self) -> bool:
+        """Whether the cache's last call went through (the Redis backend records it; memory always does)."""
+        state = getattr(self.cache, "state", None)
+        return state is None or bool(state.available)
+
+    async def _invalidate(self, group: str) -> None:
+        """Make the group stale everywhere; when the backend is unreachable, keep retrying in the background."""
+        await self.cache.invalidate(group)
+        if self._cache_reachable():
+            return
+        self._pending.add(group)
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.create_task(self._retry_pending())
+
+    async def _retry_pending(self) -> None:
+        log.warning("cache invalidation failed; retrying every %.1fs", RETRY_PERIOD)
+        while self._pending:
+            await asyncio.sleep(RETRY_PERIOD)
+            for group in list(self._pending):
+                await self.cache.invalidate(group)
+                if not self._cache_reachable():
+                    break
+                self._pending.discard(group)
+        log.info("pending cache invalidations done")
 
     # ---- keys ----------------------------------------------------------------------------------
 
@@ -192,7 +234,7 @@ class ChatStore:
                                                     "member_id": member_id, "text": text})
         if row is None:
             return None
-        await self.cache.invalidate(self.tail_group(chat_id))
+        await self._invalidate(self.tail_group(chat_id))
         return message_id
 
     # ---- pages ---------------------------------------------------------------------------------
