@@ -95,3 +95,11 @@ async def table_counts(database: str) -> dict[str, int]:
             cur = await conn.execute(f"SELECT count(*) FROM {table}")  # fixed table names
             counts[table] = (await cur.fetchone())[0]
         return counts
+
+
+async def table_names(database: str) -> set[str]:
+    """The plugin's tables that exist in the database."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
+        cur = await conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                 "AND tablename IN ('chats', 'chat_members', 'messages')")
+        return {row[0] for row in await cur.fetchall()}

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chats_support import (HEX32, assert_error, chats_server, join, new_chat, page, read_all, read_page, say,
-                           table_counts)
+                           table_counts, table_names)
 from messenger_chats import cursor
+from messenger_core.db import migrate_down, migrate_up
 from support import AppServer, Client
 
 LONG_TEXT = ("Съешь же ещё этих мягких французских булок — да выпей чаю.\n"
@@ -280,3 +281,17 @@ async def test_ids_in_paths_and_methods(chats: AppServer) -> None:
     assert_error(await client.get("/v1/chats"), 405, "method-not-allowed")
     assert_error(await client.request("DELETE", f"/v1/chats/{chat}/messages"), 405, "method-not-allowed")
     assert_error(await client.get(f"/v1/chats/{chat}"), 404, "not-found")
+
+
+async def test_migrations_roll_back_and_apply_again(chats: AppServer, database: str) -> None:
+    runtime = chats.runtime
+    chat = await new_chat(chats.client)
+    assert await migrate_down(runtime.config, runtime.migrations, "messenger_chats") == [
+        "messenger_chats:0001_chats"]
+    assert await table_names(database) == set()
+    assert await migrate_up(runtime.config, runtime.migrations) == ["messenger_chats:0001_chats"]
+    assert await migrate_up(runtime.config, runtime.migrations) == []  # idempotent
+    assert await table_names(database) == {"chats", "chat_members", "messages"}
+    assert_error(await page(chats.client, uuid.uuid4().hex, 1), 404, "chat-not-found")
+    fresh = await new_chat(chats.client)
+    assert fresh != chat and (await page(chats.client, fresh, 1)).status == 200
