@@ -11,8 +11,9 @@ import pytest
 from chats_support import (HEX32, assert_error, chats_server, join, new_chat, page, read_all, read_page, say,
                            table_counts, table_names)
 from messenger_chats import cursor
-from messenger_core.db import migrate_down, migrate_up
 from support import AppServer, Client
+
+from messenger_core.db import migrate_down, migrate_up
 
 LONG_TEXT = ("Съешь же ещё этих мягких французских булок — да выпей чаю.\n"
              "Second line — with em dashes — and “quotes”, emoji 🙂👍🏽, CJK 漢字, RTL שלום.\n\n"
