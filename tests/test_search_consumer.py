@@ -116,3 +116,26 @@ async def test_a_task_that_keeps_killing_consumers_ends_failed(
             first.stop()
             if second is not None:
                 second.stop()
+
+
+async def test_a_task_whose_record_was_flushed_from_redis_still_ends_with_results(
+        rabbit_env: dict[str, str], redis_keys: aioredis.Redis, tmp_path: Path) -> None:
+    prefix = rabbit_env["CACHE_PREFIX"]
+    async with search_server(rabbit_env) as srv:
+        client = srv.client
+        chat = await new_chat(client)
+        user = await join(client, chat)
+        await say(client, chat, user, "an unforgettable elephant")
+        task_id = await start_search(client, "elephant", user)  # queued; no consumer yet
+        # Redis loses its data (every key of this service, as a FLUSHDB would; other tests' keys stay)
+        await redis_keys.delete(*[key async for key in redis_keys.scan_iter(match=prefix + "*")])
+        assert_error(await status(client, task_id), 404, "task-not-found")
+        worker = await consumer(rabbit_env, tmp_path / "c.log")
+        try:
+            await wait_status(client, task_id, user_id=user)
+            assert "recreated from the message" in worker.log
+            assert_error(await status(client, task_id, "0" * 32), 404, "task-not-found")  # owner kept
+            found, _ = await read_results(client, task_id, user_id=user)
+            assert [item["text"] for item in found] == ["an unforgettable elephant"]
+        finally:
+            worker.stop()

@@ -11,7 +11,7 @@ from messenger_core.web import BaseHandler, dumps, parse_uuid
 
 from .schemas import SearchRequestSchema, SearchResultsQuerySchema
 from .store import FAILED, SUCCESS, TaskInfo, bad_cursor, task_not_found
-from .tasks import TASK_NAME, SearchState, state_of
+from .tasks import TASK_NAME, SearchState, owner_of, state_of
 
 _POSITION = re.compile(r"^[0-9]{1,9}$")
 
@@ -33,12 +33,12 @@ class SearchBase(BaseHandler):
         """``account:<id>`` with a session; with auth off ``member:<id>`` from ``?user_id``, else None."""
         identity = await self.authenticate()
         if identity is not None:
-            return f"account:{identity.account_id}"
+            return owner_of({"account_id": identity.account_id})
         raw = self.get_query_argument("user_id", None)
         if raw is None:
             return None
         member = parse_uuid(raw)
-        return f"member:{member.hex}" if member else "member:?"
+        return owner_of({"member_id": member.hex if member else "?"})
 
     async def owned_task(self, task_id: str) -> tuple[str, TaskInfo]:
         """The task when the caller may see it; else 404 task-not-found (also for a foreign task)."""
@@ -100,7 +100,7 @@ class SearchHandler(SearchBase):
         identity = await self.authenticate()
         if identity is not None:
             body = self.load_body(SearchRequestSchema())
-            owner, who = f"account:{identity.account_id}", {"account_id": identity.account_id}
+            who = {"account_id": identity.account_id}
         else:
             member = parse_uuid(self.get_query_argument("user_id", None))
             if member is None:
@@ -108,10 +108,10 @@ class SearchHandler(SearchBase):
             body = self.load_body(SearchRequestSchema())
             if await chats_api.member_scope(self.runtime.db, member) is None:
                 raise user_not_found()
-            owner, who = f"member:{member.hex}", {"member_id": member.hex}
+            who = {"member_id": member.hex}
         store = self.search.store
         task_id = uuid.uuid4().hex
-        await store.create(task_id, owner)
+        await store.create(task_id, owner_of(who))
         try:
             await self.runtime.queue.publish(TASK_NAME, {"task_id": task_id, "query": body["message"], **who})
         except ApiError:

@@ -10,7 +10,8 @@ A task is a record ``{status, owner, attempts, trimmed, total}`` plus the list o
 (JSON objects, newest first).  Result position ``i`` (0-based, over the whole list) is what the
 public iterator names; reading a page ``from=i`` forgets every result before ``i`` ("trimmed").
 A finished task and its results expire ``SEARCH_TASK_TTL`` seconds after it finished; a task that
-never finishes is forgotten after :data:`PENDING_TTL` so nothing leaks forever.
+never finishes is forgotten after :data:`PENDING_TTL` so nothing leaks forever.  A worker that
+finds no record for a queued task (Redis lost its data) recreates it from the message.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger("messenger.search.store")
 
 WAITING, IN_PROCESS, SUCCESS, FAILED = "WAITING", "IN_PROCESS", "SUCCESS", "FAILED"
 FINISHED = (SUCCESS, FAILED)
+RECREATED = "RECREATED"  # only between the claim script and RedisStore.claim
 PENDING_TTL = 7 * 24 * 3600  # seconds an unfinished task is kept (a queue outage may last long)
 
 T = TypeVar("T")
@@ -55,10 +57,11 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class Claim:
-    """What a worker got when it started a task: its status then (``""`` when unknown) and the run count."""
+    """What a worker got when it started a task: its status then, the run count, whether it was recreated."""
 
     status: str
     attempts: int
+    recreated: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,12 @@ class SearchStore(ABC):
         """The task's status and owner, or None when unknown (or expired)."""
 
     @abstractmethod
-    async def claim(self, task_id: str) -> Claim:
-        """A worker starts the task: count the run and set IN_PROCESS, unless it is unknown or finished."""
+    async def claim(self, task_id: str, owner: str) -> Claim:
+        """A worker starts the task: count the run and set IN_PROCESS, unless it is finished.
+
+        A record that is missing (Redis lost its data, or it expired) is recreated from the
+        queued message, so a task accepted with 201 still ends with results.
+        """
 
     @abstractmethod
     async def finish(self, task_id: str, results: list[bytes]) -> bool:
@@ -159,10 +166,11 @@ class MemoryStore(SearchStore):
         record = self._live(task_id)
         return None if record is None else TaskInfo(record.status, record.owner)
 
-    async def claim(self, task_id: str) -> Claim:
+    async def claim(self, task_id: str, owner: str) -> Claim:
         record = self._live(task_id)
         if record is None:
-            return Claim("", 0)
+            self._tasks[task_id] = _Record(IN_PROCESS, owner, time.monotonic() + PENDING_TTL, attempts=1)
+            return Claim(IN_PROCESS, 1, recreated=True)
         if record.status in FINISHED:
             return Claim(record.status, record.attempts)
         record.attempts += 1
@@ -200,9 +208,14 @@ class MemoryStore(SearchStore):
 
 # ---- redis -----------------------------------------------------------------------------------
 
-# KEYS: task hash.  Returns {status, attempts}; status '' when unknown.
+# KEYS: task hash.  ARGV: owner, pending ttl s.  Returns {status, attempts}.
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'', 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'status', 'IN_PROCESS', 'owner', ARGV[1], 'attempts', 1, 'trimmed', 0,
+             'total', 0, 'recreated', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {'RECREATED', 1}
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'SUCCESS' or status == 'FAILED' then
   return {status, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
@@ -303,9 +316,12 @@ class RedisStore(SearchStore):
             return None
         return TaskInfo(_text(status), _text(owner or b""))
 
-    async def claim(self, task_id: str) -> Claim:
-        status, attempts = await self._run(self._claim(keys=self._keys(task_id)[:1]))
-        return Claim(_text(status), int(attempts))
+    async def claim(self, task_id: str, owner: str) -> Claim:
+        reply = await self._run(self._claim(keys=self._keys(task_id)[:1], args=[owner, PENDING_TTL]))
+        status, attempts = _text(reply[0]), int(reply[1])
+        if status == RECREATED:
+            return Claim(IN_PROCESS, attempts, recreated=True)
+        return Claim(status, attempts)
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.task_ttl * 1000))

@@ -62,6 +62,13 @@ async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
         delay = min(delay * 2, 5.0)
 
 
+def owner_of(who: dict[str, Any]) -> str:
+    """The owner label a task records: ``account:<id>`` or ``member:<id>`` (from a payload)."""
+    if who.get("account_id"):
+        return f"account:{who['account_id']}"
+    return f"member:{who['member_id']}"
+
+
 async def scope(runtime: "Runtime", payload: dict[str, Any]) -> list[UUID]:
     """The chats the searching identity belongs to (the account's, or the member's)."""
     if payload.get("account_id"):
@@ -73,10 +80,9 @@ async def run_search(payload: dict[str, Any], runtime: "Runtime", attempt: int) 
     """Run one search task (see the module docstring)."""
     state = state_of(runtime)
     task_id = payload["task_id"]
-    claim = await _patiently(state, lambda: state.store.claim(task_id))
-    if not claim.status:
-        log.warning("search task %s is unknown or expired; dropped", task_id)
-        return
+    claim = await _patiently(state, lambda: state.store.claim(task_id, owner_of(payload)))
+    if claim.recreated:
+        log.warning("search task %s had no record (store flushed or expired); recreated from the message", task_id)
     if claim.status in FINISHED:
         log.info("search task %s already %s (delivered again); nothing to do", task_id, claim.status)
         return
