@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 import redis.asyncio as aioredis
 
-from messenger_throttle.backends import MemoryBackend
+from messenger_throttle.backends import MemoryBackend, RedisBackend
 from support import REDIS_URL, TcpProxy, poll, serve_app
 from throttle_support import RATE_HEADERS, assert_limited, burst, statuses
 
@@ -146,3 +147,17 @@ async def test_memory_backend_keeps_a_bounded_number_of_keys() -> None:
     for _ in range(3):  # a lone client keeps its count while it sweeps
         await backend.hit("ip:10.0.0.9", 2, 1.0)
     assert len(backend) == 1 and not (await backend.hit("ip:10.0.0.9", 2, 1.0)).allowed
+
+
+async def test_redis_backend_admits_exactly_the_limit_under_concurrency(env: dict[str, str]) -> None:
+    backend = RedisBackend.from_url(REDIS_URL, env["CACHE_PREFIX"] + "throttle:")
+    try:
+        # More calls in flight than redis-py's default pool allows (100): they wait, none fails open.
+        decisions = await asyncio.gather(*(backend.hit("ip:10.5.5.5", 100, 1.0) for _ in range(300)))
+        assert None not in decisions
+        assert sum(d.allowed for d in decisions) == 100
+        assert sorted(d.remaining for d in decisions if d.allowed) == list(range(100))
+        assert all(0 < d.retry_after <= 1.0 for d in decisions if not d.allowed)
+    finally:
+        await backend.client.delete(env["CACHE_PREFIX"] + "throttle:ip:10.5.5.5")
+        await backend.close()

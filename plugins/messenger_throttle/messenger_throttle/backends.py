@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from messenger_core.cache import RedisState
@@ -32,6 +33,10 @@ MAX_MEMORY_KEYS = 20_000
 SWEEP_PER_CALL = 2
 #: After a failed Redis call, skip Redis this long (fail open at once instead of waiting on timeouts).
 REDIS_RETRY_AFTER = 1.0
+#: Redis connections per process.  A busy process waits (up to REDIS_TIMEOUT) for a free one instead
+#: of failing: redis-py's default pool raises "Too many connections" past 100 calls in flight.
+REDIS_POOL_SIZE = 50
+REDIS_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class Backend(ABC):
         Refused (and nothing counted) when any key already had ``limit`` attempts in this period;
         ``retry_after`` is then the time left in the period.  None when the backend cannot answer.
         """
+
+    async def close(self) -> None:
+        """Release connections."""
 
 
 class MemoryBackend(Backend):
@@ -185,7 +193,7 @@ class RedisBackend(Backend):
 
     shared = True
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self.state = RedisState("throttle")
@@ -194,6 +202,17 @@ class RedisBackend(Backend):
         self._members = count()
         self._tag = f"{os.getpid():x}.{os.urandom(4).hex()}"
         self._skip_until = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> "RedisBackend":
+        """A backend with its own blocking connection pool and short timeouts (an outage fails fast)."""
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=15)
+        return cls(aioredis.Redis.from_pool(pool), prefix)
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> list[int] | None:
         if time.monotonic() < self._skip_until:
