@@ -4,7 +4,9 @@ Creates a scratch database, fills chats of several sizes straight through SQL, t
 
 * the plugin's keyset page query (``messenger_chats.store.PAGE``) at the start, the middle and the
   end of each chat, and the same page read with ``OFFSET`` for contrast;
-* ``GET /v1/chats/{id}/messages`` on a real in-process server, with the page cache off and on.
+* ``GET /v1/chats/{id}/messages`` on a real in-process server, with the page cache off and on;
+* ``POST .../messages`` from concurrent clients into one chat (serialized by the chat row's lock) and
+  into a chat each.
 
 Usage: ``.venv/bin/python -m bench.chats_paging [--sizes 1000,100000,1000000] [--limit 100]``.
 Numbers are printed as a Markdown table (milliseconds, median and 95th percentile); see
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import statistics
 import time
 import uuid
@@ -132,6 +135,35 @@ async def http_rows(env: dict[str, str], chats: dict[int, uuid.UUID], limit: int
     return rows
 
 
+async def post_rows(env: dict[str, str], posters: int, per_poster: int) -> list[str]:
+    """Table rows: messages per second from ``posters`` concurrent clients, into one chat or one chat each."""
+    rows = []
+    async with chats_app(env) as (_, port):
+        base = f"http://127.0.0.1:{port}/v1/chats"
+
+        async def post(client: AsyncHTTPClient, path: str, body: dict[str, str]) -> dict[str, str]:
+            resp = await client.fetch(f"{base}{path}", method="POST", body=json.dumps(body))
+            assert resp.code == 201
+            return json.loads(resp.body)
+
+        async def poster(chat_id: str) -> None:
+            client = AsyncHTTPClient(force_instance=True)
+            user = (await post(client, f"/{chat_id}/users", {"user_name": "bench"}))["user_id"]
+            for number in range(per_poster):
+                await post(client, f"/{chat_id}/messages?user_id={user}", {"message": f"message {number}"})
+            client.close()
+
+        setup = AsyncHTTPClient(force_instance=True)
+        for label, count in (("one chat", 1), ("a chat each", posters)):
+            chats = [(await post(setup, "", {"chat_name": "bench"}))["chat_id"] for _ in range(count)]
+            started = time.perf_counter()
+            await asyncio.gather(*(poster(chats[n % count]) for n in range(posters)))
+            rate = posters * per_poster / (time.perf_counter() - started)
+            rows.append(f"| {posters} posters, {label} | {rate:.0f} |")
+        setup.close()
+    return rows
+
+
 async def main(args: argparse.Namespace) -> None:
     """Create the scratch database, measure, print, drop it."""
     name = f"bench_chats_{uuid.uuid4().hex[:8]}"
@@ -154,6 +186,9 @@ async def main(args: argparse.Namespace) -> None:
         print(f"\n| HTTP, middle of the {max(sizes):,}-message chat | ms (median / p95) |")
         print("|---|---|")
         print("\n".join(await http_rows(env, chats, args.limit, args.repeat)))
+        print("\n| POST /v1/chats/{id}/messages, concurrent clients | messages/s |")
+        print("|---|---|")
+        print("\n".join(await post_rows(env, args.posters, args.posts)))
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -165,6 +200,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", default="1000,100000,1000000", help="messages per chat, comma list")
     parser.add_argument("--limit", type=int, default=100, help="page size")
     parser.add_argument("--repeat", type=int, default=200, help="timed runs per measurement")
+    parser.add_argument("--posters", type=int, default=8, help="concurrent posting clients")
+    parser.add_argument("--posts", type=int, default=100, help="messages per posting client")
     parser.add_argument("--host", default="127.0.0.1", help="PostgreSQL host")
     parser.add_argument("--user", default="postgres", help="PostgreSQL role (trust auth)")
     return parser.parse_args()
