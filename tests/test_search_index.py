@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import time
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from chats_support import conninfo, join, new_chat, say
 from messenger_search.query import MATCH_SQL
 from search_support import read_results, search_server, search_texts, sql, start_search, wait_status
-from support import poll
+from support import BIN, poll
 
 ROWS = 20000
 DEADLINE_ROWS = 100000
@@ -126,3 +128,27 @@ async def test_search_ts_config_restems_under_the_same_name_and_index(env: dict[
     async with search_server(env) as srv:  # back to the default: Russian stemming again
         await poll(lambda: restemmed("'кошк':1"), timeout=10)
         assert await search_texts(srv.client, "кошка", user) == ["гуляли с кошками"]
+
+
+def test_the_migration_rolls_back_and_applies_again(env: dict[str, str], database: str) -> None:
+    cli_env = {**os.environ, **env, "MESSENGER_APPS": "messenger_chats,messenger_search"}
+    cli_env.pop("MESSENGER_DISABLE_PLUGIN_AUTOLOAD", None)
+
+    def migrate(*args: str) -> str:
+        done = subprocess.run([str(BIN / "messenger-api"), "migrate", *args], env=cli_env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        return done.stdout.strip()
+
+    def objects() -> list[tuple[Any, ...]]:
+        with psycopg.connect(conninfo(database)) as conn:
+            return conn.execute("SELECT (SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_text_search_idx'),"
+                                " (SELECT count(*) FROM pg_ts_config WHERE cfgname = 'messenger_search')").fetchall()
+
+    assert migrate() == "messenger_chats:0001_chats\nmessenger_search:0001_text_search"
+    assert objects() == [(1, 1)]
+    assert migrate("--down", "messenger_search") == "messenger_search:0001_text_search"
+    assert objects() == [(0, 0)]
+    assert migrate("--down", "messenger_search") == "nothing to roll back"
+    assert migrate() == "messenger_search:0001_text_search"
+    assert migrate() == "nothing to apply"
+    assert objects() == [(1, 1)]

@@ -8,7 +8,13 @@
 -- messenger_search and re-indexes (messenger_search.tsconfig); never edit this file.
 
 -- migrate:up
-CREATE TEXT SEARCH CONFIGURATION messenger_search (COPY = pg_catalog.russian);
+DO $$
+BEGIN
+    CREATE TEXT SEARCH CONFIGURATION messenger_search (COPY = pg_catalog.russian);
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- already there (re-applied by hand): keep it and its mappings
+END
+$$;
 
 CREATE INDEX IF NOT EXISTS messages_text_search_idx
     ON messages USING gist (to_tsvector('messenger_search', text));
