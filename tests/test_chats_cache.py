@@ -62,6 +62,24 @@ async def test_read_post_read_serves_cached_pages_and_drops_stale_ones(
         assert (await page(client, chat, 2)).body == full.body
 
 
+async def test_pages_larger_than_the_bound_are_not_cached(env: dict[str, str], database: str) -> None:
+    async with chats_server(env, CHATS_PAGE_CACHE_MAX_BYTES=400) as srv:
+        client, cache = srv.client, srv.runtime.cache
+        chat = await new_chat(client)
+        user = await join(client, chat)
+        short = await say(client, chat, user, "short")
+        long = await say(client, chat, user, "long " * 100)
+        small, big = await page(client, chat, 1), await page(client, chat, 2)
+        assert len(small.body) <= 400 < len(big.body)
+        chat_uuid = uuid.UUID(chat)
+        assert await cache.get(ChatStore.full_page_key(chat_uuid, 0, 1)) == small.body
+        assert await cache.get(ChatStore.full_page_key(chat_uuid, 0, 2)) is None
+        await rewrite_text_behind_the_cache(database, short, "edited")
+        await rewrite_text_behind_the_cache(database, long, "also edited")
+        assert texts(await page(client, chat, 1)) == ["short"]  # cached
+        assert texts(await page(client, chat, 2)) == ["edited", "also edited"]  # read again
+
+
 def serving_pids(log: str) -> set[str]:
     """Pids of the workers that logged an access line for a chats request."""
     return set(re.findall(r"\[(\d+)\] messenger\.access: \d+ \w+ /v1/chats", log))

@@ -262,7 +262,7 @@ class ChatStore:
             raise cursor.bad_cursor()
         rows = [row for row in rows if row["id"] is not None]
         body = encode_page(chat_id, after, rows)
-        if use_cache:
+        if use_cache and len(body) <= self.settings.page_max_bytes:
             if len(rows) == limit:
                 await self.cache.set(self.full_page_key(chat_id, after, limit), body, self.settings.page_ttl)
             elif self.cache.shared and token is not None:
