@@ -17,6 +17,8 @@ from collections import OrderedDict
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .settings import Config
@@ -74,7 +76,9 @@ class MemoryCache(Cache):
         self.ttl = ttl
         self.shared = shared
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._generations: dict[str, int] = {}
+        # generations outlive their group's entries (a racing reader must still be refused) but are
+        # bounded too: a forgotten generation reads as 0, which refuses any writer holding a token
+        self._generations: OrderedDict[str, int] = OrderedDict()
 
     def _lookup(self, key: str) -> Any:
         item = self._data.get(key)
@@ -123,6 +127,9 @@ class MemoryCache(Cache):
 
     async def invalidate(self, group: str) -> None:
         self._generations[group] = self._generations.get(group, 0) + 1
+        self._generations.move_to_end(group)
+        while len(self._generations) > self.max_items:
+            self._generations.popitem(last=False)
         self._data.pop(group, None)
 
     def __len__(self) -> int:
@@ -130,14 +137,21 @@ class MemoryCache(Cache):
 
 
 def redis_client(config: Config) -> aioredis.Redis:
-    """A redis.asyncio client with short timeouts, so an outage answers fast instead of hanging."""
-    return aioredis.Redis.from_url(
+    """A redis.asyncio client with short timeouts, so an outage answers fast instead of hanging.
+
+    Its pool blocks (up to the socket timeout) when ``REDIS_POOL_SIZE`` connections are busy,
+    instead of failing with "Too many connections", which callers would take for an outage.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         config.redis_url,
+        max_connections=config.redis_pool_size,
+        timeout=1.0,
         socket_timeout=1.0,
         socket_connect_timeout=1.0,
-        retry_on_timeout=False,
         health_check_interval=15,
     )
+    # no automatic retries: during an outage every call should fail within its timeout, once
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
 class RedisState:
@@ -162,6 +176,7 @@ class RedisState:
 
 GEN_SUFFIX = ":gen"
 GEN_TTL_MS = 7 * 24 * 3600 * 1000
+MAX_MISSED = 100_000
 # KEYS: group hash, generation key; ARGV: token, field, value, ttl ms
 _SET_IF_CURRENT = """
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
@@ -182,6 +197,9 @@ class RedisCache(Cache):
         self.ttl = ttl
         self.state = RedisState("cache")
         self._set_if_current = client.register_script(_SET_IF_CURRENT)
+        # invalidations that could not reach Redis: replayed as soon as it answers again, so an
+        # entry that went stale during the outage (a logged-out session, an old page) dies then
+        self._missed: set[str] = set()
 
     def _ttl_ms(self, ttl: float | None) -> int:
         return max(1, int((ttl or self.ttl) * 1000))
@@ -193,7 +211,20 @@ class RedisCache(Cache):
             self.state.failed(exc)
             return None
         self.state.succeeded()
+        if self._missed:
+            await self._replay()
         return result
+
+    async def _replay(self) -> None:
+        missed, self._missed = self._missed, set()
+        for group in missed:
+            try:
+                await self._bump(group)
+            except (RedisError, OSError) as exc:
+                self.state.failed(exc)
+                self._missed.add(group)
+        if not self._missed:
+            log.info("cache: replayed %d invalidation(s) missed while redis was away", len(missed))
 
     async def get(self, key: str) -> bytes | None:
         return await self._run(self.client.get(self.prefix + key))
@@ -215,6 +246,9 @@ class RedisCache(Cache):
             self.state.failed(exc)
             return None
         self.state.succeeded()
+        if self._missed:
+            await self._replay()
+            return None  # the generation may have moved: do not cache on this read
         return int(raw or 0)
 
     async def group_set(self, group: str, field: str, value: bytes, token: int,
@@ -223,16 +257,28 @@ class RedisCache(Cache):
         await self._run(self._set_if_current(keys=[key, key + GEN_SUFFIX],
                                              args=[token, field, value, self._ttl_ms(ttl)]))
 
-    async def invalidate(self, group: str) -> None:
+    async def _bump(self, group: str) -> None:
         key = self.prefix + group
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key + GEN_SUFFIX)
+            pipe.pexpire(key + GEN_SUFFIX, GEN_TTL_MS)
+            pipe.delete(key)
+            await pipe.execute()
 
-        async def bump() -> None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.incr(key + GEN_SUFFIX)
-                pipe.pexpire(key + GEN_SUFFIX, GEN_TTL_MS)
-                pipe.delete(key)
-                await pipe.execute()
-        await self._run(bump())
+    async def invalidate(self, group: str) -> None:
+        try:
+            await self._bump(group)
+        except (RedisError, OSError) as exc:
+            self.state.failed(exc)
+            if len(self._missed) < MAX_MISSED:
+                self._missed.add(group)
+            else:
+                log.error("cache: too many invalidations missed during a redis outage; %s may stay stale "
+                          "until it expires", group)
+            return
+        self.state.succeeded()
+        if self._missed:
+            await self._replay()
 
     async def close(self) -> None:
         await self.client.aclose()

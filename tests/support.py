@@ -336,9 +336,16 @@ class TcpProxy:
         self._call(reopen)
 
     def close(self) -> None:
-        """Stop the proxy thread."""
+        """Stop the proxy thread, its server and every connection task."""
         self.cut()
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

@@ -81,6 +81,29 @@ async def test_redis_cache_degrades_to_a_miss_and_comes_back(caplog: pytest.LogC
         proxy.close()
 
 
+async def test_an_invalidation_missed_during_an_outage_is_replayed_when_redis_is_back() -> None:
+    proxy = TcpProxy(6379)
+    config = _config(proxy.port)
+    cache = RedisCache(redis_client(config), config.cache_prefix, 30)
+    direct = RedisCache(redis_client(_config(6379)), config.cache_prefix, 30)  # another process, not cut off
+    try:
+        await cache.group_set("session", "s", b"active", await cache.group_token("session"))
+        proxy.cut()
+        await cache.invalidate("session")  # e.g. a logout while this process cannot reach Redis
+        assert await direct.group_get("session", "s") == b"active"  # Redis kept the entry
+        proxy.restore()
+
+        async def replayed() -> bool:
+            await cache.get("anything")  # the first call that reaches Redis replays the invalidation
+            return await direct.group_get("session", "s") is None
+        await poll(replayed, timeout=10)
+    finally:
+        await direct.delete("session", "session:gen")
+        await cache.close()
+        await direct.close()
+        proxy.close()
+
+
 async def test_cache_groups_refuse_a_write_that_raced_an_invalidation() -> None:
     config = _config(6379)
     cache = RedisCache(redis_client(config), config.cache_prefix, 30)
