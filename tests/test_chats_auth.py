@@ -134,7 +134,7 @@ async def test_auth_disabled_opens_everything_like_the_course_runs_it(env: dict[
 async def test_a_hot_read_with_auth_touches_only_the_cache(env: dict[str, str]) -> None:
     proxy = TcpProxy(5432)
     try:
-        async with auth_server(env, POSTGRES_HOSTS=f"127.0.0.1:{proxy.port}", DB_TIMEOUT=1) as srv:
+        async with auth_server(env, POSTGRES_HOSTS=f"127.0.0.1:{proxy.port}", DB_TIMEOUT=0.5) as srv:
             alice = await account(srv.client, "alice")
             bob = await account(srv.client, "bob")
             chat = await new_chat(alice)
