@@ -132,7 +132,11 @@ async def test_a_task_whose_record_was_flushed_from_redis_still_ends_with_result
         assert_error(await status(client, task_id), 404, "task-not-found")
         worker = await consumer(rabbit_env, tmp_path / "c.log")
         try:
-            await wait_status(client, task_id, user_id=user)
+            async def done() -> bool:  # 404 until the consumer recreated the record
+                resp = await status(client, task_id, user)
+                assert resp.status in (200, 404), resp
+                return resp.status == 200 and resp.json == {"status": "SUCCESS"}
+            await poll(done, timeout=15)
             assert "recreated from the message" in worker.log
             assert_error(await status(client, task_id, "0" * 32), 404, "task-not-found")  # owner kept
             found, _ = await read_results(client, task_id, user_id=user)
