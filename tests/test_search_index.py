@@ -93,7 +93,7 @@ async def test_the_deadline_ends_the_task_in_time_with_what_it_had_found(
         started = time.monotonic()
         task_id = await start_search(srv.client, "weather", user)
         await wait_status(srv.client, task_id, user_id=user)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3
         found, _ = await read_results(srv.client, task_id)
         # a sequential scan goes oldest first: it kept the newest of the rows it had reached
         numbers = [int(item["text"].split()[2]) for item in found]
