@@ -39,6 +39,7 @@ class Database:
         self.timeout = config.db_timeout
         self.available = True
         self.ready = False  # migrations applied and pool open
+        self._checker: asyncio.Future[None] | None = None
         self.pool = AsyncConnectionPool(
             config.postgres_conninfo,
             min_size=1,
@@ -66,7 +67,17 @@ class Database:
     def _went_away(self, exc: BaseException) -> None:
         if self.available:
             log.warning("database went away: %s", str(exc).strip() or type(exc).__name__)
+            # drop the pooled connections the outage broke, so that once PostgreSQL is back no
+            # request is handed a dead one (the pool reconnects in the background)
+            if self._checker is None or self._checker.done():
+                self._checker = asyncio.ensure_future(self._check_pool())
         self.available = False
+
+    async def _check_pool(self) -> None:
+        try:
+            await self.pool.check()
+        except Exception:  # pylint: disable=broad-exception-caught
+            log.debug("pool check failed", exc_info=True)
 
     def _came_back(self) -> None:
         if not self.available:

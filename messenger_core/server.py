@@ -21,6 +21,7 @@ from .plugins import PluginManager
 from .settings import Config
 
 log = logging.getLogger("messenger.server")
+STARTUP_GRACE = 10.0  # seconds a worker of several waits for its migrations before it accepts
 
 
 def resolve_workers(workers: int) -> int:
@@ -33,8 +34,16 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
     app = make_app(config, plugins, processes)
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60, body_timeout=30,
                         max_body_size=1024 * 1024)
-    server.add_sockets(bind_sockets(config.port, config.host or None, reuse_port=processes > 1))
     await app.runtime.start()
+    if processes > 1:
+        # With SO_REUSEPORT the kernel hands connections to every bound socket: bind only once this
+        # worker has its schema and pool, so no client meets a worker that is not ready yet. If
+        # PostgreSQL stays away, serve anyway after a grace period (/ping, and 503 until it is back).
+        try:
+            await asyncio.wait_for(app.runtime.migrated.wait(), timeout=STARTUP_GRACE)
+        except asyncio.TimeoutError:
+            log.warning("database not ready after %.0fs; serving anyway", STARTUP_GRACE)
+    server.add_sockets(bind_sockets(config.port, config.host or None, reuse_port=processes > 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
