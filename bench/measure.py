@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import wrk
-from .stack import CLK_TCK, Process, cpu_seconds, rss_mb
+import psycopg
+
+from .stack import CLK_TCK, PG_HOST, PG_USER, Process, cpu_seconds, rss_mb
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Row:
     cpu_ms_per_request: float
     wrk_cores: float
     other_cores: float
+    pg_ms_per_request: float
     runs: int
     ids: list[str] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -74,6 +77,7 @@ class Variant:
     procs: list[Process]
     connections: int
     after_run: Callable[[str], None] | None = None
+    database: str | None = None  # also count the CPU of the PostgreSQL backends serving this database
 
 
 @dataclass
@@ -87,6 +91,7 @@ class _Samples:
     per_request: list[float] = field(default_factory=list)
     wrk_cores: list[float] = field(default_factory=list)
     others: list[float] = field(default_factory=list)
+    pg_per_request: list[float] = field(default_factory=list)
     requests: int = 0
     errors: int = 0
     ids: list[str] = field(default_factory=list)
@@ -108,6 +113,15 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
+def pg_backends(database: str | None) -> list[int]:
+    """Pids of the PostgreSQL backends connected to ``database`` (none when it is None)."""
+    if database is None:
+        return []
+    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname=postgres", autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+    return [row[0] for row in rows]
+
+
 def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
     """A warm-up run of each variant, then ``settings.runs`` rounds that run every variant once.
 
@@ -121,10 +135,11 @@ def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
     for _ in range(settings.runs):
         for variant in variants:
             got = samples[variant.name]
-            pids = pids_of(variant.procs)
-            before, busy_before = cpu_seconds(pids), machine_busy()
+            pids, backends = pids_of(variant.procs), pg_backends(variant.database)
+            before, pg_before, busy_before = cpu_seconds(pids), cpu_seconds(backends), machine_busy()
             result = wrk.run(variant.base_url, variant.load, settings.seconds, variant.connections)
             used, busy = cpu_seconds(pids) - before, machine_busy() - busy_before
+            got.pg_per_request.append(1000 * (cpu_seconds(backends) - pg_before) / max(1, result.requests))
             got.add(result)
             got.requests += result.requests
             got.rps.append(result.rps)
@@ -139,7 +154,8 @@ def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
     return {name: Row(name=name, rps=median(got.rps), p50_ms=median(got.p50), p99_ms=median(got.p99),
                       errors=got.errors, requests=got.requests, server_cores=median(got.cores),
                       cpu_ms_per_request=median(got.per_request), wrk_cores=median(got.wrk_cores),
-                      other_cores=median(got.others), runs=settings.runs, ids=got.ids, statuses=got.statuses)
+                      other_cores=median(got.others), pg_ms_per_request=median(got.pg_per_request),
+                      runs=settings.runs, ids=got.ids, statuses=got.statuses)
             for name, got in samples.items()}
 
 

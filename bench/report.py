@@ -69,24 +69,27 @@ def _ms(value: float) -> str:
 
 def load_table(rows: list[Row]) -> list[str]:
     """requests/s, latencies, errors, CPU."""
-    lines = ["| workload | req/s | p50 ms | p99 ms | errors | requests | server CPU (cores) | CPU ms/req "
-             "| wrk CPU (cores) | others' CPU (cores) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | req/s | p50 ms | p99 ms | errors | requests | API CPU (cores) | API CPU ms/req "
+             "| PostgreSQL CPU ms/req | wrk CPU (cores) | rest of the machine (cores) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row.name} | {row.rps:.0f} | {_ms(row.p50_ms)} | {_ms(row.p99_ms)} | {row.errors} "
                      f"| {row.requests} | {row.server_cores:.2f} | {row.cpu_ms_per_request:.2f} "
-                     f"| {row.wrk_cores:.2f} | {row.other_cores:.2f} |")
+                     f"| {row.pg_ms_per_request:.2f} | {row.wrk_cores:.2f} | {row.other_cores:.2f} |")
     return lines
 
 
 def w4_table(w4: dict[int, tuple[Row, Row]], deep: dict[int, int]) -> list[str]:
     """First and deep page per chat length."""
-    lines = ["| chat length | first page p50 / p99 ms | req/s | CPU ms/req | deep page (`from` after #) "
-             "| p50 / p99 ms | req/s | CPU ms/req | errors |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| chat length | first page p50 / p99 ms | req/s | API / PostgreSQL CPU ms/req "
+             "| deep page (`from` after #) | p50 / p99 ms | req/s | API / PostgreSQL CPU ms/req | errors |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for size, (first, deep_row) in sorted(w4.items()):
         lines.append(f"| {size:,} | {_ms(first.p50_ms)} / {_ms(first.p99_ms)} | {first.rps:.0f} "
-                     f"| {first.cpu_ms_per_request:.2f} | {deep.get(size, 0):,} "
+                     f"| {first.cpu_ms_per_request:.2f} / {first.pg_ms_per_request:.2f} | {deep.get(size, 0):,} "
                      f"| {_ms(deep_row.p50_ms)} / {_ms(deep_row.p99_ms)} | {deep_row.rps:.0f} "
-                     f"| {deep_row.cpu_ms_per_request:.2f} | {first.errors + deep_row.errors} |")
+                     f"| {deep_row.cpu_ms_per_request:.2f} / {deep_row.pg_ms_per_request:.2f} "
+                     f"| {first.errors + deep_row.errors} |")
     return lines
 
 

@@ -89,7 +89,7 @@ class Bench:
             self.res.checks[f"W4 deep page of {size:,}"] = (ok, f"status {status}, {len(texts)} messages")
             for kind, path in (("first", base), ("deep", deep)):
                 variants.append(Variant(f"W4 {kind} {size}", self.stack.base_url, wrk.Load([path], headers=a.headers),
-                                        [api], self.settings.w4_connections))
+                                        [api], self.settings.w4_connections, database=self.stack.database))
         self.say(f"W4 on {', '.join(f'{size:,}' for size in self.settings.w4_sizes)} messages, "
                  f"{len(variants)} variants x {self.settings.runs} round(s)")
         rows = run_rounds(variants, self.settings)
@@ -107,7 +107,8 @@ class Bench:
         for name, chats in posting.items():
             paths = [f"/v1/chats/{chat.chat_id}/messages?user_id={chat.member_id}" for chat in chats]
             load = wrk.Load(paths, method="POST", headers=headers, body=BODY, collect_ids=True)
-            variants.append(Variant(name, self.stack.base_url, load, procs, self.settings.connections, remember))
+            variants.append(Variant(name, self.stack.base_url, load, procs, self.settings.connections, remember,
+                                    self.stack.database))
         return posting
 
     def cached(self, api: Process, consumer: Process | None) -> None:
@@ -124,7 +125,7 @@ class Bench:
             variants.append(Variant("hello-world floor", f"http://127.0.0.1:{hello_port}", wrk.Load(["/"]), [hello],
                                     self.settings.connections))
             variants.append(Variant("W1 GET /ping", url, wrk.Load(["/ping"]), procs, self.settings.connections,
-                                    remember))
+                                    remember, self.stack.database))
         if "W3" in self.only:
             chat = self.sized[self.settings.w4_sizes[0]]
             path = f"/v1/chats/{chat.chat_id}/messages?limit=100"
@@ -132,7 +133,7 @@ class Bench:
             ok = status == 200 and len(page["messages"]) == 100 and page["messages"][0]["text"].startswith("message 1 ")
             self.res.checks["W3 page"] = (ok, f"status {status}")
             variants.append(Variant("W3 GET first page (cached)", url, wrk.Load([path], headers=a.headers), procs,
-                                    self.settings.connections, remember))
+                                    self.settings.connections, remember, self.stack.database))
         posting = self.posting_variants(variants, remember, procs)
         if variants:
             self.say(f"{', '.join(v.name for v in variants)}: {self.settings.runs} round(s)")
