@@ -11,7 +11,7 @@ from chats_support import assert_error, join, new_chat, read_all, say
 from search_support import (consumer, read_results, results, search_server, search_texts, start_search, status,
                             wait_status)
 from search_support import rabbit_env_fixture, redis_keys_fixture  # noqa: F401  pylint: disable=unused-import
-from support import TcpProxy
+from support import TcpProxy, poll
 
 
 async def task_keys(client: aioredis.Redis, prefix: str) -> set[bytes]:
@@ -80,6 +80,33 @@ async def test_rabbitmq_cut_answers_503_and_stores_no_task(
 
             proxy.restore()
             assert await search_texts(client, "tortoise", user) == ["an unhurried tortoise"]
+    finally:
+        worker.stop()
+        proxy.close()
+
+
+async def test_postgres_cut_under_the_consumer_delays_the_task_without_losing_it(
+        rabbit_env: dict[str, str], redis_keys: aioredis.Redis, tmp_path: Path) -> None:
+    # pylint: disable=unused-argument  # redis_keys: removes this test's keys afterwards
+    proxy = TcpProxy(5432)
+    worker = await consumer({**rabbit_env, "POSTGRES_HOSTS": f"127.0.0.1:{proxy.port}"}, tmp_path / "consumer.log")
+    try:
+        async with search_server(rabbit_env) as srv:  # the API reaches PostgreSQL directly
+            client = srv.client
+            chat = await new_chat(client)
+            user = await join(client, chat)
+            await say(client, chat, user, "a patient heron")
+            proxy.cut()
+            task_id = await start_search(client, "heron", user)
+
+            async def waiting() -> bool:
+                return "search task waits: database-unavailable" in worker.log
+            await poll(waiting, timeout=15)
+            assert (await status(client, task_id)).json == {"status": "IN_PROCESS"}
+            proxy.restore()
+            await wait_status(client, task_id, user_id=user)
+            found, _ = await read_results(client, task_id)
+            assert [item["text"] for item in found] == ["a patient heron"]
     finally:
         worker.stop()
         proxy.close()

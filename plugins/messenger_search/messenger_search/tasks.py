@@ -40,7 +40,7 @@ class SearchState:
 
     store: SearchStore
     settings: SearchSettings
-    patient: bool  # wait for an unreachable store (consumer) instead of failing the task
+    patient: bool  # consumer: wait for Redis / PostgreSQL to come back instead of failing the task
     background: "asyncio.Task[None] | None" = None
 
 
@@ -49,15 +49,25 @@ def state_of(runtime: "Runtime") -> SearchState:
     return runtime.state[STATE_KEY]
 
 
+OUTAGES = ("service-unavailable", "database-unavailable")
+
+
 async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
-    """Run a store call; in the consumer, wait while the store is unreachable (the task stays unacked)."""
+    """Run ``call``; in the consumer, retry while Redis or PostgreSQL is unreachable.
+
+    The message stays unacknowledged meanwhile, so nothing is lost: the task finishes once the
+    service is back, or RabbitMQ redelivers it if this consumer is stopped.  The embedded worker
+    fails fast instead (its task would die with the process anyway).
+    """
     delay = 0.2
     while True:
         try:
             return await call()
         except ApiError as exc:
-            if not state.patient or exc.code != "service-unavailable":
+            if not state.patient or exc.code not in OUTAGES:
                 raise
+            if delay == 0.2:
+                log.warning("search task waits: %s", exc.code)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 
@@ -91,9 +101,12 @@ async def run_search(payload: dict[str, Any], runtime: "Runtime", attempt: int) 
         log.error("search task %s FAILED: %s", task_id, reason)
         await _patiently(state, lambda: state.store.fail(task_id, reason))
         return
-    chats = await scope(runtime, payload)
-    results, complete = await search(runtime.db, chats, payload["query"], state.settings.max_results,
-                                     state.settings.timeout)
+
+    async def query() -> tuple[list[bytes], bool]:
+        chats = await scope(runtime, payload)
+        return await search(runtime.db, chats, payload["query"], state.settings.max_results,
+                            state.settings.timeout)
+    results, complete = await _patiently(state, query)
     if not complete:
         log.info("search task %s stopped at the %.1fs deadline with %d results",
                  task_id, state.settings.timeout, len(results))
