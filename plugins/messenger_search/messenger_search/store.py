@@ -33,6 +33,7 @@ WAITING, IN_PROCESS, SUCCESS, FAILED = "WAITING", "IN_PROCESS", "SUCCESS", "FAIL
 FINISHED = (SUCCESS, FAILED)
 RECREATED = "RECREATED"  # only between the claim script and RedisStore.claim
 PENDING_TTL = 7 * 24 * 3600  # seconds an unfinished task is kept (a queue outage may last long)
+MEMORY_MAX_TASKS = 10000  # records one API process keeps in memory
 
 T = TypeVar("T")
 
@@ -137,10 +138,14 @@ class _Record:
 
 
 class MemoryStore(SearchStore):
-    """One process's tasks, in a dict; expired records are swept as new ones arrive."""
+    """One process's tasks, in a dict; expired records are swept as new ones arrive.
 
-    def __init__(self, task_ttl: float) -> None:
+    At most ``max_tasks`` records are kept: past that, the oldest finished ones are forgotten first.
+    """
+
+    def __init__(self, task_ttl: float, max_tasks: int = MEMORY_MAX_TASKS) -> None:
         super().__init__(task_ttl)
+        self.max_tasks = max_tasks
         self._tasks: dict[str, _Record] = {}
 
     def _live(self, task_id: str) -> _Record | None:
@@ -154,6 +159,11 @@ class MemoryStore(SearchStore):
         now = time.monotonic()
         for task_id in [key for key, rec in self._tasks.items() if rec.expires <= now]:
             del self._tasks[task_id]
+        excess = len(self._tasks) + 1 - self.max_tasks
+        if excess > 0:  # oldest first (dicts keep insertion order), finished ones before the others
+            ordered = sorted(self._tasks, key=lambda key: self._tasks[key].status not in FINISHED)
+            for task_id in ordered[:excess]:
+                del self._tasks[task_id]
 
     async def create(self, task_id: str, owner: str) -> None:
         self._sweep()
