@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .app import Runtime
     from .db import Migrations
     from .settings import Config, Section
-    from .tasks import TaskHandler
+    from .broker import Task
     from .web import BaseHandler, Identity, RequestHook
 
 PROJECT = "messenger"
@@ -109,12 +109,14 @@ def messenger_migrations(config: "Config") -> "Migrations":
 
 
 @hookspec
-def messenger_task_handlers(config: "Config") -> "dict[str, TaskHandler]":
-    """Contribute handlers for queued tasks.
+def messenger_task_handlers(config: "Config") -> "list[Task]":
+    """Contribute kinds of queued work.
 
-    Returns ``{"task_name": async_callable}``; each callable is awaited as
-    ``handler(payload=dict, runtime=Runtime)`` in ``messenger-consumer`` (RabbitMQ) or in the
-    embedded worker of the API process.  A task name claimed twice stops start-up.
+    Returns a list of :class:`~messenger_core.broker.Task`: a name, the coroutine function that
+    runs one task, awaited as ``handler(payload=dict, runtime=Runtime, attempt=int)`` in
+    ``messenger-consumer`` (RabbitMQ) or in the API's embedded worker, the exchange, routing key
+    and queue it travels by, ``max_attempts`` and an optional ``on_give_up``.  A task name claimed
+    twice stops start-up.
     """
 
 
