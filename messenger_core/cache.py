@@ -205,25 +205,30 @@ class RedisCache(Cache):
         return max(1, int((ttl or self.ttl) * 1000))
 
     async def _run(self, coro: Any) -> Any:
+        if self._missed:  # before this command, so that it cannot read what went stale meanwhile
+            await self._replay()
+            if self._missed:
+                coro.close()  # never awaited: Redis is still away
+                return None
         try:
             result = await coro
         except (RedisError, OSError) as exc:
             self.state.failed(exc)
             return None
         self.state.succeeded()
-        if self._missed:
-            await self._replay()
         return result
 
     async def _replay(self) -> None:
-        missed, self._missed = self._missed, set()
-        for group in missed:
+        missed, self._missed = list(self._missed), set()
+        for index, group in enumerate(missed):
             try:
                 await self._bump(group)
             except (RedisError, OSError) as exc:
                 self.state.failed(exc)
-                self._missed.add(group)
-        if not self._missed:
+                self._missed.update(missed[index:])  # still away: keep the rest for later
+                return
+        if missed:
+            self.state.succeeded()
             log.info("cache: replayed %d invalidation(s) missed while redis was away", len(missed))
 
     async def get(self, key: str) -> bytes | None:
@@ -240,15 +245,16 @@ class RedisCache(Cache):
         return await self._run(self.client.hget(self.prefix + group, field))
 
     async def group_token(self, group: str) -> int | None:
+        if self._missed:
+            await self._replay()
+            if self._missed:
+                return None
         try:
             raw = await self.client.get(self.prefix + group + GEN_SUFFIX)
         except (RedisError, OSError) as exc:
             self.state.failed(exc)
             return None
         self.state.succeeded()
-        if self._missed:
-            await self._replay()
-            return None  # the generation may have moved: do not cache on this read
         return int(raw or 0)
 
     async def group_set(self, group: str, field: str, value: bytes, token: int,
@@ -266,6 +272,8 @@ class RedisCache(Cache):
             await pipe.execute()
 
     async def invalidate(self, group: str) -> None:
+        if self._missed:
+            await self._replay()
         try:
             await self._bump(group)
         except (RedisError, OSError) as exc:
@@ -277,8 +285,6 @@ class RedisCache(Cache):
                           "until it expires", group)
             return
         self.state.succeeded()
-        if self._missed:
-            await self._replay()
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -45,11 +45,3 @@ def messenger_migrations(config: Config) -> Migrations:
 def messenger_startup(runtime: Runtime) -> None:
     """The process's store over the shared database pool and cache."""
     runtime.state[STATE_KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats)
-
-
-@hookimpl
-async def messenger_shutdown(runtime: Runtime) -> None:
-    """Stop the store's background retries."""
-    store: ChatStore | None = runtime.state.pop(STATE_KEY, None)
-    if store is not None:
-        await store.close()

@@ -20,16 +20,14 @@ Facts and full pages never change, so each process also keeps the ones it has se
 in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis: a hot read then costs one
 Redis round trip (the session) instead of four.  Partial pages are never kept there.
 
-An invalidation that fails (Redis unreachable at that moment) is retried in the background until it
-succeeds, so a tail page cached before the outage does not outlive the outage by more than a retry
-period; ``CHATS_TAIL_PAGE_TTL`` bounds it in any case.
+An invalidation that cannot reach Redis is replayed by the core cache before its next command that
+gets through, so a tail page cached before an outage does not outlive it; ``CHATS_TAIL_PAGE_TTL``
+bounds it in any case (say another process reads it while this one is still cut off).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +40,6 @@ from messenger_core.web import dumps
 from . import cursor
 from .settings import ChatsSettings
 
-log = logging.getLogger("messenger.chats")
-RETRY_PERIOD = 0.5  # seconds between attempts at a failed invalidation
 LOCAL_FACTS = 20_000  # facts kept in each process (about 250 bytes each)
 LOCAL_PAGES = 256  # full pages kept in each process ...
 LOCAL_PAGE_MAX_BYTES = 64 * 1024  # ... when they are no larger than this (at most 16 MB per process)
@@ -119,42 +115,9 @@ class ChatStore:
         self.db = db
         self.cache = cache
         self.settings = settings
-        self._pending: set[str] = set()  # groups whose invalidation failed
         self._local_facts = MemoryCache(LOCAL_FACTS, settings.fact_ttl)
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
         self._local_page_bytes = min(LOCAL_PAGE_MAX_BYTES, settings.page_max_bytes)
-        self._retrier: asyncio.Task[None] | None = None
-
-    async def close(self) -> None:
-        """Stop retrying invalidations (process shutdown)."""
-        if self._retrier is not None:
-            self._retrier.cancel()
-            self._retrier = None
-
-    def _cache_reachable(self) -> bool:
-        """Whether the cache's last call went through (the Redis backend records it; memory always does)."""
-        state = getattr(self.cache, "state", None)
-        return state is None or bool(state.available)
-
-    async def _invalidate(self, group: str) -> None:
-        """Make the group stale everywhere; when the backend is unreachable, keep retrying in the background."""
-        await self.cache.invalidate(group)
-        if self._cache_reachable():
-            return
-        self._pending.add(group)
-        if self._retrier is None or self._retrier.done():
-            self._retrier = asyncio.create_task(self._retry_pending())
-
-    async def _retry_pending(self) -> None:
-        log.warning("cache invalidation failed; retrying every %.1fs", RETRY_PERIOD)
-        while self._pending:
-            await asyncio.sleep(RETRY_PERIOD)
-            for group in list(self._pending):
-                await self.cache.invalidate(group)
-                if not self._cache_reachable():
-                    break
-                self._pending.discard(group)
-        log.info("pending cache invalidations done")
 
     # ---- keys ----------------------------------------------------------------------------------
 
@@ -256,7 +219,7 @@ class ChatStore:
                                                     "member_id": member_id, "text": text})
         if row is None:
             return None
-        await self._invalidate(self.tail_group(chat_id))
+        await self.cache.invalidate(self.tail_group(chat_id))
         return message_id
 
     # ---- pages ---------------------------------------------------------------------------------
