@@ -6,9 +6,6 @@ the variables it was given, so these processes get exactly the ``env`` passed in
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -17,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from support import BIN, PG_HOST, PG_USER, RUN_ID, Client, admin_conninfo, drop_database, poll
+from support import BIN, PG_HOST, PG_USER, RUN_ID, Client, Process, admin_conninfo, drop_database, poll
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRYPOINT = REPO / "deploy" / "entrypoint"
@@ -57,25 +54,11 @@ def missing_database(prefix: str = "mt_deploy") -> Iterator[str]:
         drop_database(name)
 
 
-class Entrypoint:
+class Entrypoint(Process):
     """``deploy/entrypoint COMMAND...`` as a subprocess with exactly ``env``, its output in a file."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *command: str) -> None:
-        self.log_path = log_path
-        self.started = time.monotonic()
-        with open(log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [str(ENTRYPOINT), *command], env=dict(env), cwd=log_path.parent,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def log(self) -> str:
-        """Everything written so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        """Still running."""
-        return self.proc.poll() is None
+        super().__init__([str(ENTRYPOINT), *command], env, log_path, inherit_env=False, cwd=log_path.parent)
 
     def cmdline(self) -> list[str]:
         """The argv of the process now running under the entrypoint's pid (after its exec)."""
@@ -87,24 +70,6 @@ class Entrypoint:
         async def seen() -> bool:
             return text in self.log
         await poll(seen, timeout)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send ``sig`` and wait for the exit status; SIGKILL the group when it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-                raise AssertionError(f"no exit within {timeout}s of signal {sig}:\n{self.log}") from None
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (cleanup after a failed test)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
 
 
 async def wait_ready(proc: Entrypoint, client: Client, path: str = "/ping_db", timeout: float = 30.0) -> float:

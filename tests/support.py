@@ -194,15 +194,21 @@ def free_port() -> int:
 
 
 class Process:
-    """A ``messenger-api`` or ``messenger-consumer`` subprocess with its log in a file."""
+    """A ``messenger-api`` or ``messenger-consumer`` subprocess with its log in a file.
 
-    def __init__(self, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    ``inherit_env=False`` gives it exactly ``env`` and nothing of the test runner's environment.
+    """
+
+    def __init__(self, command: list[str], env: Mapping[str, str], log_path: Path, inherit_env: bool = True,
+                 cwd: Path | None = None) -> None:
         self.log_path = log_path
+        self.started = time.monotonic()
         self.log_file = open(log_path, "ab")  # pylint: disable=consider-using-with
-        full_env = {**os.environ, **env}
+        full_env = {**os.environ, **env} if inherit_env else dict(env)
         full_env.pop("MESSENGER_DISABLE_PLUGIN_AUTOLOAD", None)
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            command, env=full_env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            command, env=full_env, cwd=cwd, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
 
     @property
     def log(self) -> str:
@@ -232,6 +238,7 @@ class Process:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        self.log_file.close()
 
 
 async def start_api(env: Mapping[str, str], log_path: Path, ready: str = "/ping_db",
