@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pika
 import psycopg
 import pytest
 import redis.asyncio as aioredis
 
 from chats_support import assert_error, conninfo
-from support import REDIS_URL, RMQ_URL, AppServer, Client, Process, Response, poll, serve_app, start_consumer
+from support import (REDIS_URL, RMQ_URL, AppServer, Client, Process, Response, delete_rabbit_queue, poll, serve_app,
+                     start_consumer)
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 SEARCH_PLUGINS = ("messenger_chats", "messenger_search")
@@ -124,13 +124,7 @@ async def check_paging(client: Client, task_id: str, found: list[dict[str, Any]]
 def rabbit_env_fixture(env: dict[str, str]) -> Iterator[dict[str, str]]:
     """Settings with RabbitMQ on; this test's exchange and queue are deleted afterwards."""
     yield {**env, "RMQ_URL": RMQ_URL, "LOG_LEVEL": "INFO"}
-    conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
-    try:
-        channel = conn.channel()
-        channel.queue_delete(env["SEARCH_QUEUE"])
-        channel.exchange_delete(env["SEARCH_EXCHANGE"])
-    finally:
-        conn.close()
+    delete_rabbit_queue(env["SEARCH_QUEUE"], env["SEARCH_EXCHANGE"])
 
 
 @pytest.fixture(name="redis_keys")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pika
 import psycopg
 from psycopg import sql
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -262,6 +263,17 @@ async def start_api(env: Mapping[str, str], log_path: Path, ready: str = "/ping_
 def start_consumer(env: Mapping[str, str], log_path: Path) -> Process:
     """Start ``messenger-consumer`` (it logs 'consumer ready' once it consumes)."""
     return Process([str(BIN / "messenger-consumer")], env, log_path)
+
+
+def delete_rabbit_queue(queue: str, exchange: str) -> None:
+    """Remove a test's RabbitMQ queue and exchange (they are durable: they outlive the test)."""
+    conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
+    try:
+        channel = conn.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
+    finally:
+        conn.close()
 
 
 class TcpProxy:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from example_helpers import example_plugin
-from support import PG_HOST, PG_USER, RMQ_URL, poll, serve_app, start_consumer
+from support import PG_HOST, PG_USER, RMQ_URL, delete_rabbit_queue, poll, serve_app, start_consumer
 
 
 def _runs(database: str) -> dict[str, tuple[int, int]]:
@@ -25,16 +25,6 @@ def _ready_messages(queue: str) -> int:
     conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
     try:
         return conn.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        conn.close()
-
-
-def _delete_queue(queue: str, exchange: str) -> None:
-    conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
-    try:
-        channel = conn.channel()
-        channel.queue_delete(queue)
-        channel.exchange_delete(exchange)
     finally:
         conn.close()
 
@@ -54,7 +44,7 @@ async def test_embedded_worker_runs_tasks_in_the_api_process(env: dict[str, str]
 def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
     prefix = env["CACHE_PREFIX"].strip(":").replace(":", "_")
     yield {**env, "RMQ_URL": RMQ_URL, "MESSENGER_APPS": "messenger_example", "LOG_LEVEL": "INFO"}
-    _delete_queue(f"{prefix}_example_q", f"{prefix}_example_x")
+    delete_rabbit_queue(f"{prefix}_example_q", f"{prefix}_example_x")
 
 
 async def test_consumer_runs_a_published_task_and_a_killed_one_is_redelivered(

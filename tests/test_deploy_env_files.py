@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pika
 import pytest
 import redis
 
 from deploy_support import REPO, VENV_PATH, Entrypoint, missing_database, wait_ready
-from support import ALL_PLUGINS, REDIS_URL, RMQ_URL, RUN_ID, Client, free_port, load_plugins, poll
+from support import ALL_PLUGINS, REDIS_URL, RMQ_URL, RUN_ID, Client, delete_rabbit_queue, free_port, load_plugins, poll
 
 from messenger_core.plugins import PluginManager
 from messenger_core.settings import load_core
@@ -110,13 +109,7 @@ def dev_env() -> Iterator[dict[str, str]]:
         }
         assert (env["REDIS_URL"], env["RMQ_URL"]) == (REDIS_URL, RMQ_URL)  # the test machine's services
         yield env
-        conn = pika.BlockingConnection(pika.URLParameters(RMQ_URL))
-        try:
-            channel = conn.channel()
-            channel.queue_delete(env["SEARCH_QUEUE"])
-            channel.exchange_delete(env["SEARCH_EXCHANGE"])
-        finally:
-            conn.close()
+        delete_rabbit_queue(env["SEARCH_QUEUE"], env["SEARCH_EXCHANGE"])
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=env["CACHE_PREFIX"] + "*"))
         if keys:
