@@ -16,9 +16,9 @@ from .stack import CLK_TCK, PG_HOST, PG_USER, Process, cpu_seconds, rss_mb
 class Settings:
     """How long and how hard: the default full run, or ``--quick``."""
 
-    seconds: float = 5.0
+    seconds: float = 3.0
     warmup: float = 1.0
-    runs: int = 3
+    runs: int = 5
     connections: int = 16
     w4_connections: int = 4
     w4_sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000)

@@ -132,7 +132,7 @@ def targets(res: Results) -> list[str]:  # pylint: disable=too-many-locals
     floor, ping = rows.get("hello-world floor"), rows.get("W1 GET /ping")
     if floor and ping:
         ratio = ping.rps / floor.rps
-        _target(lines, "W1 vs hello-world (req/s)", f"{ping.rps:.0f} / {floor.rps:.0f} = {ratio:.0%}"
+        _target(lines, "W1 vs hello-world (req/s)", f"{ping.rps:.0f} / {floor.rps:.0f} = {ratio:.1%}"
                 f"{_by_cpu(ping, floor)}", "≥ 80 %", ratio >= 0.8)
     for key, need, label in (("W3 GET first page (cached)", 0.5, "W3 vs W1"),
                              ("W2 POST, 100 chats", 0.25, "W2 spread vs W1"),
@@ -140,7 +140,7 @@ def targets(res: Results) -> list[str]:  # pylint: disable=too-many-locals
         row = rows.get(key)
         if row and ping:
             ratio = row.rps / ping.rps
-            _target(lines, label + " (req/s)", f"{row.rps:.0f} / {ping.rps:.0f} = {ratio:.0%}{_by_cpu(row, ping)}",
+            _target(lines, label + " (req/s)", f"{row.rps:.0f} / {ping.rps:.0f} = {ratio:.1%}{_by_cpu(row, ping)}",
                     f"≥ {need:.0%}", ratio >= need)
     for key in ("W2 POST, one hot chat", "W2 POST, 100 chats"):
         if key in rows:
