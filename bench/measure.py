@@ -6,9 +6,9 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import wrk
 import psycopg
 
+from . import wrk
 from .stack import CLK_TCK, PG_HOST, PG_USER, Process, cpu_seconds, rss_mb
 
 
