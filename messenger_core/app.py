@@ -53,6 +53,7 @@ class Runtime:
         self._redis: Any = None
         self._migrator: asyncio.Task[None] | None = None
         self.migrated = asyncio.Event()
+        self.first_migration_attempt = asyncio.Event()  # set once the first try ended, either way
 
     @property
     def redis(self) -> Any:
@@ -67,6 +68,7 @@ class Runtime:
             self._migrator = asyncio.create_task(self._migrate_until_done())
         else:
             await self._mark_ready()
+            self.first_migration_attempt.set()
         await self.queue.start(self)
         await gather(self.plugins.hook.messenger_startup(runtime=self))
 
@@ -80,12 +82,14 @@ class Runtime:
             try:
                 await dbmod.migrate_up(self.config, self.migrations)
                 await self._mark_ready()
+                self.first_migration_attempt.set()
                 return
             except dbmod.UNAVAILABLE as exc:
                 log.warning("migrations wait for the database (%s); retrying in %.1fs",
                             str(exc).strip() or type(exc).__name__, delay)
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("migrations failed; retrying in %.1fs", delay)
+            self.first_migration_attempt.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -21,7 +21,7 @@ from .plugins import PluginManager
 from .settings import Config
 
 log = logging.getLogger("messenger.server")
-STARTUP_GRACE = 10.0  # seconds a worker of several waits for its migrations before it accepts
+STARTUP_GRACE = 30.0  # most seconds a worker of several waits for its first migration attempt
 
 
 def resolve_workers(workers: int) -> int:
@@ -37,12 +37,13 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
     await app.runtime.start()
     if processes > 1:
         # With SO_REUSEPORT the kernel hands connections to every bound socket: bind only once this
-        # worker has its schema and pool, so no client meets a worker that is not ready yet. If
-        # PostgreSQL stays away, serve anyway after a grace period (/ping, and 503 until it is back).
+        # worker's first migration attempt is over, so no client meets a worker still migrating while
+        # its sibling already answers. If PostgreSQL is away, that attempt fails fast: serve anyway
+        # (/ping, and 503 until it is back).
         try:
-            await asyncio.wait_for(app.runtime.migrated.wait(), timeout=STARTUP_GRACE)
+            await asyncio.wait_for(app.runtime.first_migration_attempt.wait(), timeout=STARTUP_GRACE)
         except asyncio.TimeoutError:
-            log.warning("database not ready after %.0fs; serving anyway", STARTUP_GRACE)
+            log.warning("migrations still running after %.0fs; serving anyway", STARTUP_GRACE)
     server.add_sockets(bind_sockets(config.port, config.host or None, reuse_port=processes > 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
