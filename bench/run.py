@@ -189,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown workload(s): {', '.join(sorted(unknown))}; choose from {', '.join(WORKLOADS)}",
               file=sys.stderr)
         return 2
+    if not Path(wrk.WRK).exists():
+        print("the bench needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
     settings = Settings.quick() if args.quick else Settings()
     overrides = {key: value for key, value in (("runs", args.runs), ("seconds", args.seconds),
                                                ("connections", args.connections)) if value}
