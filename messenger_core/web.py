@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import traceback
@@ -55,6 +56,19 @@ def parse_uuid(value: str | None) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError):
         return None
+
+
+SchemaArg = type[marshmallow.Schema] | marshmallow.Schema
+
+
+@functools.cache
+def _shared_schema(schema_class: type[marshmallow.Schema]) -> marshmallow.Schema:
+    return schema_class()
+
+
+def schema_instance(schema: SchemaArg) -> marshmallow.Schema:
+    """The schema itself, or the one shared instance of a schema class."""
+    return _shared_schema(schema) if isinstance(schema, type) else schema
 
 
 _STATUS_CODES = {400: "bad-parameters", 401: "auth-failed", 403: "forbidden", 404: "not-found",
@@ -158,8 +172,12 @@ class BaseHandler(RequestHandler):
 
     # ---- input --------------------------------------------------------------------------------
 
-    def load_body(self, schema: marshmallow.Schema) -> dict[str, Any]:
-        """The JSON object body validated by ``schema``; anything else is 400 bad-parameters."""
+    def load_body(self, schema: SchemaArg) -> dict[str, Any]:
+        """The JSON object body validated by ``schema``; anything else is 400 bad-parameters.
+
+        Pass the schema class: one instance per class is reused (building a marshmallow schema
+        deep-copies its fields, a cost no request should pay).
+        """
         try:
             data = json.loads(self.request.body or b"")
         except (ValueError, UnicodeDecodeError):
@@ -167,15 +185,15 @@ class BaseHandler(RequestHandler):
         if not isinstance(data, dict):
             raise bad_parameters()
         try:
-            return schema.load(data)
+            return schema_instance(schema).load(data)
         except marshmallow.ValidationError:
             raise bad_parameters() from None
 
-    def load_query(self, schema: marshmallow.Schema) -> dict[str, Any]:
+    def load_query(self, schema: SchemaArg) -> dict[str, Any]:
         """Query arguments (last value of each) validated by ``schema`` (unknown ones ignored)."""
         raw = {key: self.get_query_argument(key) for key in self.request.query_arguments}
         try:
-            return schema.load(raw, unknown=marshmallow.EXCLUDE)
+            return schema_instance(schema).load(raw, unknown=marshmallow.EXCLUDE)
         except marshmallow.ValidationError:
             raise bad_parameters() from None
 

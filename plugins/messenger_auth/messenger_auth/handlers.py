@@ -67,7 +67,7 @@ class RegisterHandler(AuthHandler):
               application/json:
                 schema: Error
         """
-        body = self.load_body(CredentialsSchema())
+        body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
         db = self.runtime.db
         if await accounts.exists(db, user_name):
@@ -121,7 +121,7 @@ class LoginHandler(AuthHandler):
               application/json:
                 schema: Error
         """
-        body = self.load_body(CredentialsSchema())
+        body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
         await self.rate_limit("login", user_name)
         account = await accounts.find(self.runtime.db, user_name)

@@ -66,7 +66,7 @@ class ChatsHandler(ChatsBaseHandler):
               application/json:
                 schema: Error
         """
-        body = self.load_body(ChatCreateSchema())
+        body = self.load_body(ChatCreateSchema)
         chat_id = await self.store.create_chat(body["chat_name"])
         self.write_json({"chat_id": chat_id.hex}, 201)
 
@@ -116,7 +116,7 @@ class MembersHandler(ChatsBaseHandler):
                 schema: Error
         """
         chat = self.chat_from_path(chat_id)
-        body = self.load_body(MemberCreateSchema())
+        body = self.load_body(MemberCreateSchema)
         member_id = await self.store.add_member(chat, body["user_name"], await self.account())
         if member_id is None:
             raise chat_not_found()
@@ -179,7 +179,7 @@ class MessagesHandler(ChatsBaseHandler):
                 schema: Error
         """
         chat = self.chat_from_path(chat_id)
-        query = self.load_query(PageQuerySchema())
+        query = self.load_query(PageQuerySchema)
         after = 0 if query["from_"] is None else cursor.decode(query["from_"], chat)
         account = await self.account()
         if account is not None and not await self.store.account_in_chat(chat, account):
@@ -239,7 +239,7 @@ class MessagesHandler(ChatsBaseHandler):
         member_id = parse_uuid(self.get_query_argument("user_id", None))
         if member_id is None:
             raise user_not_found()
-        body = self.load_body(MessageCreateSchema())
+        body = self.load_body(MessageCreateSchema)
         account = await self.account()
         if account is not None and not await self.store.account_in_chat(chat, account):
             raise chat_not_found()

@@ -99,13 +99,13 @@ class SearchHandler(SearchBase):
         """
         identity = await self.authenticate()
         if identity is not None:
-            body = self.load_body(SearchRequestSchema())
+            body = self.load_body(SearchRequestSchema)
             who = {"account_id": identity.account_id}
         else:
             member = parse_uuid(self.get_query_argument("user_id", None))
             if member is None:
                 raise user_not_found()
-            body = self.load_body(SearchRequestSchema())
+            body = self.load_body(SearchRequestSchema)
             if await chats_api.member_scope(self.runtime.db, member) is None:
                 raise user_not_found()
             who = {"member_id": member.hex}
@@ -216,7 +216,7 @@ class SearchResultsHandler(SearchBase):
         """
         if parse_uuid(task_id) is None:
             raise task_not_found()
-        query = self.load_query(SearchResultsQuerySchema())
+        query = self.load_query(SearchResultsQuerySchema)
         key, info = await self.owned_task(task_id)
         if info.status == FAILED:
             raise ApiError(400, "task-failed")

@@ -41,7 +41,7 @@ class EchoHandler(BaseHandler):
               application/json:
                 schema: Echo
         """
-        self.write_json(self.load_body(EchoSchema()))
+        self.write_json(self.load_body(EchoSchema))
 
     def get(self) -> None:
         """Always fails, to show the 500 shape.
@@ -84,7 +84,7 @@ class TaskHandler(BaseHandler):
           202:
             description: queued
         """
-        body = self.load_body(TaskSchema())
+        body = self.load_body(TaskSchema)
         await self.runtime.queue.publish("example", body)
         self.write_json(body, 202)
 
