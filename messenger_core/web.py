@@ -210,6 +210,11 @@ class BaseHandler(RequestHandler):
         self.set_status(status)
         self.finish()
 
+    def compute_etag(self) -> str | None:
+        """No ETag: Tornado would hash every GET body (a page of messages) for a header that paging
+        clients, who follow ``next.iterator``, never send back."""
+        return None
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is ``{"message": code}``; a traceback goes to the log, never to the client."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
