@@ -49,9 +49,13 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if processes > 1:
+        watchdog = asyncio.ensure_future(_stop_when_orphaned(os.getppid(), stop))
     log.info("serving http://%s:%d (pid %d, plugins: %s)", config.host, config.port, os.getpid(),
              ", ".join(plugins.enabled) or "none")
     await stop.wait()
+    if processes > 1:
+        watchdog.cancel()
     log.info("stopping: no new connections, finishing %d request(s) in flight", app.runtime.inflight)
     server.stop()
     deadline = time.monotonic() + config.shutdown_timeout
@@ -63,6 +67,14 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
         pass
     await app.runtime.stop()
     log.info("stopped")
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (SIGKILL, OOM) shuts down instead of serving on unsupervised."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("supervisor %d is gone; this worker stops", parent)
+    stop.set()
 
 
 class Supervisor:
