@@ -38,7 +38,7 @@ def _children(pid: int) -> set[int]:
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if int(fields[1]) == pid:
@@ -68,6 +68,6 @@ async def test_workers_stop_when_their_supervisor_is_killed(env: dict[str, str],
 
 def _state(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+        return Path(f"/proc/{pid}/status").read_text(encoding="utf-8").split("State:", 1)[1].split("\n", 1)[0].lower()
     except (OSError, IndexError):
         return "zombie"
