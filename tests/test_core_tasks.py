@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from example_helpers import example_plugin
-from support import PG_HOST, PG_USER, RMQ_URL, delete_rabbit_queue, poll, serve_app, start_consumer
+from support import PG_HOST, PG_USER, RMQ_URL, TcpProxy, delete_rabbit_queue, poll, serve_app, start_consumer
 
 
 def _runs(database: str) -> dict[str, tuple[int, int]]:
@@ -80,3 +80,32 @@ async def test_consumer_runs_a_published_task_and_a_killed_one_is_redelivered(
         finally:
             assert second.stop() == 0
         assert "redelivered" in second.log
+
+
+async def test_consumer_reconnects_after_losing_rabbitmq(
+        example_installed: None, rabbit_env: dict[str, str], database: str, tmp_path: Path) -> None:
+    # pylint: disable=unused-argument
+    proxy = TcpProxy(5672)
+    consumer_env = {**rabbit_env, "RMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
+    consumer = start_consumer(consumer_env, tmp_path / "consumer.log")
+    try:
+        async def ready() -> bool:
+            return "consumer ready" in consumer.log
+        await poll(ready, timeout=20)
+        proxy.cut()
+
+        async def lost() -> bool:
+            return "rabbitmq connection lost" in consumer.log
+        await poll(lost, timeout=10)
+        async with serve_app(rabbit_env, plugins=(), extra=example_plugin()) as srv:  # publishes directly
+            assert (await srv.client.post("/v1/example/tasks", {"id": "after-outage"})).status == 202
+            proxy.restore()
+
+            async def ran() -> Any:
+                return _runs(database).get("after-outage")
+            _, pid = await poll(ran, timeout=30)
+        assert pid == consumer.proc.pid  # the same process, reconnected
+        assert consumer.log.count("consumer ready") >= 2
+    finally:
+        assert consumer.stop() == 0
+        proxy.close()
