@@ -17,12 +17,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from messenger_core.cache import RedisState
+from messenger_core.cache import RedisState, redis_client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from messenger_core.settings import Config
 
 log = logging.getLogger("messenger.throttle")
 
@@ -33,10 +36,6 @@ MAX_MEMORY_KEYS = 20_000
 SWEEP_PER_CALL = 2
 #: After a failed Redis call, skip Redis this long (fail open at once instead of waiting on timeouts).
 REDIS_RETRY_AFTER = 1.0
-#: Redis connections per process.  A busy process waits (up to REDIS_TIMEOUT) for a free one instead
-#: of failing: redis-py's default pool raises "Too many connections" past 100 calls in flight.
-REDIS_POOL_SIZE = 50
-REDIS_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -204,12 +203,10 @@ class RedisBackend(Backend):
         self._skip_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> "RedisBackend":
-        """A backend with its own blocking connection pool and short timeouts (an outage fails fast)."""
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=15)
-        return cls(aioredis.Redis.from_pool(pool), prefix)
+    def from_config(cls, config: "Config", prefix: str) -> "RedisBackend":
+        """A backend on its own client from the core's factory (blocking pool of REDIS_POOL_SIZE,
+        short timeouts, no silent retries: an outage fails fast)."""
+        return cls(redis_client(config), prefix)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -39,7 +39,7 @@ class Throttle:
         kind = self.settings.backend or config.cache_type
         self.backend: Backend
         if kind == "redis":
-            self.backend = RedisBackend.from_url(config.redis_url, config.cache_prefix + KEY_PREFIX)
+            self.backend = RedisBackend.from_config(config, config.cache_prefix + KEY_PREFIX)
         else:
             self.backend = MemoryBackend()
         self.fallback = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
