@@ -24,6 +24,7 @@ import pika
 import pika.exceptions
 
 from .errors import StartupError, service_unavailable
+from .health import Availability
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import Runtime
@@ -187,7 +188,7 @@ class RabbitQueue(TaskQueue):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rabbit-publisher")
         self._connection: Any = None
         self._channel: Any = None
-        self.available = True
+        self.health = Availability("rabbitmq", log)
 
     def _connect(self) -> None:
         self._close()
@@ -229,13 +230,9 @@ class RabbitQueue(TaskQueue):
         try:
             await loop.run_in_executor(self._executor, self._publish_blocking, task, encode(name, payload))
         except (pika.exceptions.AMQPError, OSError) as exc:
-            if self.available:
-                log.warning("rabbitmq unavailable: %r", exc)
-            self.available = False
+            self.health.failed(exc)
             raise service_unavailable() from exc
-        if not self.available:
-            log.info("rabbitmq is back")
-        self.available = True
+        self.health.succeeded()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

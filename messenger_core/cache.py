@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .health import Availability
 from .settings import Config
 
 log = logging.getLogger("messenger.cache")
@@ -154,26 +155,6 @@ def redis_client(config: Config) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
-class RedisState:
-    """Logs once when Redis goes away and once when it comes back."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.available = True
-
-    def failed(self, exc: BaseException) -> None:
-        """Record a failed call."""
-        if self.available:
-            log.warning("%s: redis unavailable: %s", self.name, exc)
-        self.available = False
-
-    def succeeded(self) -> None:
-        """Record a successful call."""
-        if not self.available:
-            log.info("%s: redis is back", self.name)
-        self.available = True
-
-
 GEN_SUFFIX = ":gen"
 GEN_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_MISSED = 100_000
@@ -203,7 +184,7 @@ class RedisCache(Cache):
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
-        self.state = RedisState("cache")
+        self.state = Availability("cache: redis", log)
         self._set_if_current = client.register_script(_SET_IF_CURRENT)
         self._bump_script = client.register_script(_BUMP)
         # invalidations that could not reach Redis: replayed as soon as it answers again, so an

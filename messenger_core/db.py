@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .errors import StartupError, database_unavailable
+from .health import Availability
 from .settings import Config
 
 log = logging.getLogger("messenger.db")
@@ -37,7 +38,7 @@ class Database:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.timeout = config.db_timeout
-        self.available = True
+        self.health = Availability("database", log, down="went away")
         self.ready = False  # migrations applied and pool open
         self._checker: asyncio.Future[None] | None = None
         self.pool = AsyncConnectionPool(
@@ -64,14 +65,17 @@ class Database:
             self.ready = False
             await self.pool.close(timeout=2.0)
 
+    @property
+    def available(self) -> bool:
+        """Whether the last call to PostgreSQL went through."""
+        return self.health.available
+
     def _went_away(self, exc: BaseException) -> None:
-        if self.available:
-            log.warning("database went away: %s", str(exc).strip() or type(exc).__name__)
+        if self.health.failed(exc):
             # drop the pooled connections the outage broke, so that once PostgreSQL is back no
             # request is handed a dead one (the pool reconnects in the background)
             if self._checker is None or self._checker.done():
                 self._checker = asyncio.ensure_future(self._check_pool())
-        self.available = False
 
     async def _check_pool(self) -> None:
         try:
@@ -80,9 +84,7 @@ class Database:
             log.debug("pool check failed", exc_info=True)
 
     def _came_back(self) -> None:
-        if not self.available:
-            log.info("database is back")
-        self.available = True
+        self.health.succeeded()
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:

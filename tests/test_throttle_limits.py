@@ -95,7 +95,7 @@ async def test_redis_down_fails_open_with_one_log_line(env: dict[str, str],
                                                        caplog: pytest.LogCaptureFixture) -> None:
     proxy = TcpProxy(6379)
     env.update(THROTTLE_RPS=str(RPS), THROTTLE_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
-    caplog.set_level(logging.INFO, logger="messenger.cache")
+    caplog.set_level(logging.INFO, logger="messenger.throttle")
     try:
         async with serve_app(env, plugins=ONLY_THROTTLE) as srv:
             responses, _ = await burst(srv.client, RPS + 1)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from messenger_core.errors import ApiError, service_unavailable
+from messenger_core.health import Availability
 
 log = logging.getLogger("messenger.search.store")
 
@@ -285,7 +286,7 @@ class RedisStore(SearchStore):
         super().__init__(task_ttl)
         self.client = client
         self.prefix = prefix + "search:"
-        self.available = True
+        self.health = Availability("search store: redis", log)
         self._claim = client.register_script(_CLAIM)
         self._end_script = client.register_script(_END)
         self._page = client.register_script(_PAGE)
@@ -297,13 +298,9 @@ class RedisStore(SearchStore):
         try:
             result = await call
         except (RedisError, OSError) as exc:
-            if self.available:
-                log.warning("search store: redis unavailable: %s", exc)
-            self.available = False
+            self.health.failed(exc)
             raise service_unavailable() from exc
-        if not self.available:
-            log.info("search store: redis is back")
-        self.available = True
+        self.health.succeeded()
         return result
 
     async def create(self, task_id: str, owner: str) -> None:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from messenger_core.cache import RedisState, redis_client
+from messenger_core.cache import redis_client
+from messenger_core.health import Availability
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core.settings import Config
@@ -195,7 +196,7 @@ class RedisBackend(Backend):
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self.state = RedisState("throttle")
+        self.state = Availability("throttle: redis", log)
         self._sliding = client.register_script(_SLIDING_WINDOW)
         self._fixed = client.register_script(_FIXED_PERIOD)
         self._members = count()
