@@ -29,6 +29,20 @@ class ErrorSchema(marshmallow.Schema):
     message = marshmallow.fields.String(required=True, metadata={"description": "Error code"})
 
 
+#: Error responses every plugin may name in its docstrings instead of spelling them out, e.g.
+#: ``503: DatabaseUnavailable``.
+SHARED_RESPONSES = {
+    "DatabaseUnavailable": "database-unavailable: PostgreSQL cannot be reached right now",
+    "ServiceUnavailable": "service-unavailable: Redis or RabbitMQ cannot be reached right now",
+    "Unauthorized": "auth-failed, invalid-session-id or session-id-expired",
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 class SecurityPlugin(BasePlugin):
     """Lists the security schemes on every operation of a non-public handler and documents its 401.
 
@@ -50,9 +64,7 @@ class SecurityPlugin(BasePlugin):
             if method not in HTTP_METHODS or not isinstance(operation, dict):
                 continue
             operation.setdefault("security", [{name: []} for name in self.schemes])
-            operation.setdefault("responses", {}).setdefault(
-                "401", {"description": "auth-failed, invalid-session-id or session-id-expired",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+            operation.setdefault("responses", {}).setdefault("401", "Unauthorized")
 
 
 def build_spec(app: Any) -> APISpec:
@@ -68,6 +80,8 @@ def build_spec(app: Any) -> APISpec:
                              "search. Every error body is {\"message\": \"<code>\"}."},
     )
     spec.components.schema("Error", schema=ErrorSchema)
+    for name, description in SHARED_RESPONSES.items():
+        spec.components.response(name, _error_response(description))
     for _, schemas in sorted(app.plugins.call_each("messenger_schemas", config=config)):
         for name, schema in sorted(schemas.items()):
             spec.components.schema(name, schema=schema)

@@ -278,11 +278,7 @@ class PingDbHandler(BaseHandler):
         responses:
           200:
             description: The database answers (empty body)
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         if not await self.runtime.db.ping():
             raise ApiError(503, "database-unavailable")

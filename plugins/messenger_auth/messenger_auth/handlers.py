@@ -61,11 +61,7 @@ class RegisterHandler(AuthHandler):
             content:
               application/json:
                 schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
@@ -115,11 +111,7 @@ class LoginHandler(AuthHandler):
             content:
               application/json:
                 schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
@@ -148,16 +140,8 @@ class LogoutHandler(AuthHandler):
         responses:
           200:
             description: Session ended (empty body)
-          401:
-            description: auth-failed, invalid-session-id or session-id-expired
-            content:
-              application/json:
-                schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          401: Unauthorized
+          503: DatabaseUnavailable
         """
         identity = self.identity or await sessions.identify(self, self.settings_auth)
         if identity is None:

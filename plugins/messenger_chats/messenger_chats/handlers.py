@@ -60,11 +60,7 @@ class ChatsHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         body = self.load_body(ChatCreateSchema)
         chat_id = await self.store.create_chat(body["chat_name"])
@@ -109,11 +105,7 @@ class MembersHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
         body = self.load_body(MemberCreateSchema)
@@ -229,11 +221,7 @@ class MessagesHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          503:
-            description: database-unavailable
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
         member_id = parse_uuid(self.get_query_argument("user_id", None))

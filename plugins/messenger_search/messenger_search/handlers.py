@@ -151,11 +151,7 @@ class SearchStatusHandler(SearchBase):
             content:
               application/json:
                 schema: Error
-          503:
-            description: service-unavailable (Redis unreachable)
-            content:
-              application/json:
-                schema: Error
+          503: ServiceUnavailable
         """
         _, info = await self.owned_task(task_id)
         self.write_json({"status": info.status})
@@ -208,11 +204,7 @@ class SearchResultsHandler(SearchBase):
             content:
               application/json:
                 schema: Error
-          503:
-            description: service-unavailable (Redis unreachable)
-            content:
-              application/json:
-                schema: Error
+          503: ServiceUnavailable
         """
         if parse_uuid(task_id) is None:
             raise task_not_found()
