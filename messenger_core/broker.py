@@ -141,10 +141,6 @@ class EmbeddedQueue(TaskQueue):
             finally:
                 self._queue.task_done()
 
-    async def join(self) -> None:
-        """Wait until every queued task has run (tests and shutdown)."""
-        await self._queue.join()
-
     async def close(self) -> None:
         for runner in self._runners:
             runner.cancel()

@@ -72,10 +72,6 @@ class Section:
             raise ConfigError("bad setting " + "; ".join(errors))
         return obj
 
-    def as_dict(self) -> dict[str, Any]:
-        """Values by attribute name (for logs and the ``settings`` command)."""
-        return {s.attr: getattr(self, s.attr) for s in self.settings()}
-
 
 # ---- parsers ---------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp, Runtime
 
 log = logging.getLogger("messenger.web")
-access_log = logging.getLogger("messenger.access")
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def schema_instance(schema: SchemaArg) -> marshmallow.Schema:
     return _shared_schema(schema) if isinstance(schema, type) else schema
 
 
-_STATUS_CODES = {400: "bad-parameters", 401: "auth-failed", 403: "forbidden", 404: "not-found",
+_STATUS_CODES = {400: "bad-parameters", 401: "auth-failed", 404: "not-found",
                  405: "method-not-allowed", 503: "service-unavailable"}
 
 
