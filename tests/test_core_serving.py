@@ -24,7 +24,10 @@ async def test_two_workers_each_accept_and_sigterm_finishes_requests_in_flight(
         assert len(pids) == 2, proc.log
 
         slow = asyncio.ensure_future(client.get("/v1/example/slow?seconds=1.5"))
-        await asyncio.sleep(0.5)  # the request is in flight now
+
+        async def in_flight() -> bool:
+            return "slow request started" in proc.log
+        await poll(in_flight, timeout=5)
         proc.proc.send_signal(signal.SIGTERM)
         resp = await slow
         assert resp.status == 200 and resp.json == {"done": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -13,6 +14,8 @@ from messenger_core.broker import Task
 from messenger_core.db import Migrations
 from messenger_core.hookspecs import hookimpl
 from messenger_core.web import BaseHandler
+
+log = logging.getLogger("messenger.example")
 
 
 class EchoSchema(marshmallow.Schema):
@@ -67,6 +70,7 @@ class SlowHandler(BaseHandler):
           200:
             description: done
         """
+        log.info("slow request started")
         await asyncio.sleep(float(self.get_query_argument("seconds", "1")))
         self.write_json({"done": True})
 
