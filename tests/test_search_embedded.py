@@ -67,7 +67,7 @@ async def test_stemming_phrases_exclusions_and_short_text(env: dict[str, str]) -
         assert await search_texts(client, "жираф", user) == []
 
         for body in ({"message": "abc"}, {"message": ""}, {"message": "x" * 1025}, {"message": 1234},
-                     {"text": "long enough"}, [], None):
+                     {"message": "quick\x00brown"}, {"text": "long enough"}, [], None):
             resp = await client.post(f"/v1/chats/search?user_id={user}", body)
             assert_error(resp, 400, "bad-parameters")
         resp = await client.post(f"/v1/chats/search?user_id={user}", raw=b"{not json")

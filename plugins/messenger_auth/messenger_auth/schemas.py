@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
-
-def storable_text(value: str) -> None:
-    """Reject text PostgreSQL or UTF-8 cannot hold (NUL characters, lone surrogates)."""
-    if "\x00" in value:
-        raise ValidationError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("must be valid Unicode text") from None
+from messenger_core.validate import storable_text
 
 
 class CredentialsSchema(Schema):

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
-
-def storable(text: str) -> None:
-    """Refuse text PostgreSQL cannot store: NUL characters and lone UTF-16 surrogates."""
-    if "\x00" in text:
-        raise ValidationError("NUL characters are not allowed")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("not valid Unicode text") from None
+from messenger_core.validate import storable_text
 
 
 class ChatCreateSchema(Schema):
     """Body of ``POST /v1/chats``."""
 
-    chat_name = fields.String(required=True, validate=[validate.Length(min=0, max=255), storable],
+    chat_name = fields.String(required=True, validate=[validate.Length(min=0, max=255), storable_text],
                               metadata={"description": "Any name, 0 to 255 characters; names may repeat"})
 
 
@@ -31,7 +23,7 @@ class ChatCreatedSchema(Schema):
 class MemberCreateSchema(Schema):
     """Body of ``POST /v1/chats/{chat_id}/users``."""
 
-    user_name = fields.String(required=True, validate=[validate.Length(min=1, max=255), storable],
+    user_name = fields.String(required=True, validate=[validate.Length(min=1, max=255), storable_text],
                               metadata={"description": "Display name, 1 to 255 characters; may repeat"})
 
 
@@ -45,7 +37,7 @@ class MemberCreatedSchema(Schema):
 class MessageCreateSchema(Schema):
     """Body of ``POST /v1/chats/{chat_id}/messages``."""
 
-    message = fields.String(required=True, validate=[validate.Length(min=1, max=65536), storable],
+    message = fields.String(required=True, validate=[validate.Length(min=1, max=65536), storable_text],
                             metadata={"description": "The text, 1 to 65536 characters"})
 
 

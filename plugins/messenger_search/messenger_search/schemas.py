@@ -6,13 +6,15 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from messenger_core.validate import storable_text
+
 STATUSES = ("WAITING", "IN_PROCESS", "SUCCESS", "FAILED")
 
 
 class SearchRequestSchema(Schema):
     """Body of ``POST /v1/chats/search``."""
 
-    message = fields.String(required=True, validate=validate.Length(min=4, max=1024),
+    message = fields.String(required=True, validate=[validate.Length(min=4, max=1024), storable_text],
                             metadata={"description": "Words (all must match, stemmed), \"quoted phrases\" "
                                                      "and -exclusions, as in web search"})
 
