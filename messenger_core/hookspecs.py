@@ -82,8 +82,10 @@ def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":
 
     Return an :class:`~messenger_core.web.Identity`, ``None`` when the request carries no
     credentials (or authentication is switched off), or raise ``ApiError(401, ...)`` for bad
-    ones.  First non-None result wins.  Handlers and other plugins never call this directly: they
-    ``await handler.authenticate()``, which memoizes it per request.
+    ones.  First non-None result wins; an ``async def`` implementation always "returns" (its
+    coroutine), so with async implementations the first registered one decides.  Handlers and
+    other plugins never call this directly: they ``await handler.authenticate()``, which memoizes
+    it per request.
     """
 
 

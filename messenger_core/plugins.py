@@ -105,11 +105,11 @@ class PluginManager:
         return config
 
 
+async def resolve(value: Any) -> Any:
+    """A hookimpl's result, awaited when the hookimpl was ``async def``."""
+    return await value if inspect.isawaitable(value) else value
+
+
 async def gather(results: Iterable[Any]) -> list[Any]:
-    """Await the awaitable results of a hook call (async hookimpls), in order."""
-    out = []
-    for value in results:
-        if inspect.isawaitable(value):
-            value = await value
-        out.append(value)
-    return out
+    """Resolve every result of a hook call, in order."""
+    return [await resolve(value) for value in results]

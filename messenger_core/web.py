@@ -15,6 +15,7 @@ import marshmallow
 from tornado.web import HTTPError, RequestHandler
 
 from .errors import ApiError, bad_parameters
+from .plugins import gather, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp, Runtime
@@ -127,10 +128,7 @@ class BaseHandler(RequestHandler):
         if not self._identity_done:
             self._identity_done = True
             try:
-                result = self.application.plugins.hook.messenger_authenticate(handler=self)
-                if hasattr(result, "__await__"):
-                    result = await result
-                self._identity = result
+                self._identity = await resolve(self.application.plugins.hook.messenger_authenticate(handler=self))
             except ApiError as exc:
                 self._identity_error = exc
         if self._identity_error is not None:
@@ -145,9 +143,7 @@ class BaseHandler(RequestHandler):
 
     async def rate_limit(self, scope: str, key: str) -> None:
         """Count an attempt of ``scope`` (e.g. "login") for ``key``; 429 when a plugin says so."""
-        for result in self.application.plugins.hook.messenger_rate_limit(handler=self, scope=scope, key=key):
-            if hasattr(result, "__await__"):
-                await result
+        await gather(self.application.plugins.hook.messenger_rate_limit(handler=self, scope=scope, key=key))
 
     @property
     def identity(self) -> Identity | None:
