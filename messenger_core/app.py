@@ -31,8 +31,9 @@ access_log = logging.getLogger("messenger.access")
 class Runtime:
     """What one process shares between requests (or tasks): config, plugins, pools, plugin state.
 
-    The API worker and ``messenger-consumer`` each build one.  ``redis`` is a lazily created
-    redis.asyncio client for plugins that need Redis itself (search results, throttle counters);
+    The API worker and ``messenger-consumer`` each build one.  ``redis`` is the process's one
+    redis.asyncio client (created on first use; the Redis cache, search results and throttle
+    counters share its pool);
     ``cache`` is the cache chosen by ``CACHE_TYPE``; ``queue`` publishes tasks.
     """
 
@@ -43,14 +44,14 @@ class Runtime:
         self.plugins = plugins
         self.processes = processes
         self.db = dbmod.Database(config)
-        self.cache: Cache = make_cache(config, processes)
+        self._redis: Any = None
+        self.cache: Cache = make_cache(config, processes, self.redis if config.cache_type == "redis" else None)
         self.tasks = collect_tasks(plugins.call_each("messenger_task_handlers", config=config))
         self.queue: TaskQueue = make_queue(config.rmq_url, self.tasks, config.embedded_workers)
         self.migrations = [spec for _, spec in plugins.call_each("messenger_migrations", config=config)]
         dbmod.order_specs(self.migrations)  # fail now on a missing dependency or a cycle
         self.state: dict[str, Any] = {}
         self.inflight = 0
-        self._redis: Any = None
         self._migrator: asyncio.Task[None] | None = None
         self.migrated = asyncio.Event()
         self.first_migration_attempt = asyncio.Event()  # set once the first try ended, either way

@@ -180,8 +180,9 @@ class RedisCache(Cache):
 
     shared = True
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl: float) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl: float, owns_client: bool = True) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.prefix = prefix
         self.ttl = ttl
         self.state = Availability("cache: redis", log)
@@ -273,11 +274,18 @@ class RedisCache(Cache):
         self.state.succeeded()
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.owns_client:
+            await self.client.aclose()
 
 
-def make_cache(config: Config, processes: int = 1) -> Cache:
-    """The backend ``CACHE_TYPE`` names; a memory cache is shared only in a one-process server."""
+def make_cache(config: Config, processes: int = 1, client: aioredis.Redis | None = None) -> Cache:
+    """The backend ``CACHE_TYPE`` names; a memory cache is shared only in a one-process server.
+
+    ``client`` is the process's Redis client (the runtime's); the cache then leaves closing it to
+    its owner.
+    """
     if config.cache_type == "redis":
-        return RedisCache(redis_client(config), config.cache_prefix, config.cache_ttl)
+        if client is None:
+            return RedisCache(redis_client(config), config.cache_prefix, config.cache_ttl)
+        return RedisCache(client, config.cache_prefix, config.cache_ttl, owns_client=False)
     return MemoryCache(config.cache_max_items, config.cache_ttl, shared=processes == 1)

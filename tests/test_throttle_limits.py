@@ -12,6 +12,7 @@ from messenger_throttle.backends import MemoryBackend, RedisBackend
 from support import REDIS_URL, TcpProxy, poll, serve_app
 from throttle_support import RATE_HEADERS, assert_limited, burst, statuses
 
+from messenger_core.cache import redis_client
 from messenger_core.errors import ConfigError
 from messenger_core.settings import Config, load_core
 
@@ -151,7 +152,7 @@ async def test_memory_backend_keeps_a_bounded_number_of_keys() -> None:
 
 
 async def test_redis_backend_admits_exactly_the_limit_under_concurrency(env: dict[str, str]) -> None:
-    backend = RedisBackend.from_config(Config(load_core(env)), env["CACHE_PREFIX"] + "throttle:")
+    backend = RedisBackend(redis_client(Config(load_core(env))), env["CACHE_PREFIX"] + "throttle:")
     try:
         # More calls in flight than redis-py's default pool allows (100): they wait, none fails open.
         decisions = await asyncio.gather(*(backend.hit("ip:10.5.5.5", 100, 1.0) for _ in range(300)))
@@ -161,4 +162,4 @@ async def test_redis_backend_admits_exactly_the_limit_under_concurrency(env: dic
         assert all(0 < d.retry_after <= 1.0 for d in decisions if not d.allowed)
     finally:
         await backend.client.delete(env["CACHE_PREFIX"] + "throttle:ip:10.5.5.5")
-        await backend.close()
+        await backend.client.aclose()

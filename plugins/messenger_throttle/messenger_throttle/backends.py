@@ -17,16 +17,12 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from messenger_core.cache import redis_client
 from messenger_core.health import Availability
-
-if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.settings import Config
 
 log = logging.getLogger("messenger.throttle")
 
@@ -75,9 +71,6 @@ class Backend(ABC):
         Refused (and nothing counted) when any key already had ``limit`` attempts in this period;
         ``retry_after`` is then the time left in the period.  None when the backend cannot answer.
         """
-
-    async def close(self) -> None:
-        """Release connections."""
 
 
 class MemoryBackend(Backend):
@@ -202,15 +195,6 @@ class RedisBackend(Backend):
         self._members = count()
         self._tag = f"{os.getpid():x}.{os.urandom(4).hex()}"
         self._skip_until = 0.0
-
-    @classmethod
-    def from_config(cls, config: "Config", prefix: str) -> "RedisBackend":
-        """A backend on its own client from the core's factory (blocking pool of REDIS_POOL_SIZE,
-        short timeouts, no silent retries: an outage fails fast)."""
-        return cls(redis_client(config), prefix)
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> list[int] | None:
         if time.monotonic() < self._skip_until:

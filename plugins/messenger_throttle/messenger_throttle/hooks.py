@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from messenger_core.hookspecs import hookimpl
 from messenger_core.web import RequestHook
 
-from .limiter import STATE_KEY, Throttle, throttle_of, throttle_request
+from .limiter import throttle_of, throttle_request
 from .settings import ThrottleSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,11 +41,3 @@ def messenger_startup(runtime: "Runtime") -> None:
     """Create the API process's limiters (after the fork, so Redis connections are per process)."""
     if runtime.role == "api":
         throttle_of(runtime)
-
-
-@hookimpl
-async def messenger_shutdown(runtime: "Runtime") -> None:
-    """Close the limiters' Redis connections."""
-    throttle: Throttle | None = runtime.state.pop(STATE_KEY, None)
-    if throttle is not None:
-        await throttle.close()

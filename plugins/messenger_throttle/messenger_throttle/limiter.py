@@ -39,7 +39,7 @@ class Throttle:
         kind = self.settings.backend or config.cache_type
         self.backend: Backend
         if kind == "redis":
-            self.backend = RedisBackend.from_config(config, config.cache_prefix + KEY_PREFIX)
+            self.backend = RedisBackend(runtime.redis, config.cache_prefix + KEY_PREFIX)
         else:
             self.backend = MemoryBackend()
         self.fallback = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
@@ -71,10 +71,6 @@ class Throttle:
             decision = await self.fallback.attempt(keys, limit, ATTEMPT_PERIOD)
         if not decision.allowed:
             raise request_limit_exceeded(decision)
-
-    async def close(self) -> None:
-        """Release the backend's connections."""
-        await self.backend.close()
 
 
 def throttle_of(runtime: "Runtime") -> Throttle:
