@@ -168,7 +168,7 @@ class CoreSettings(Section):
     redis_url = Setting("REDIS_URL", string, "redis://127.0.0.1:6379/0",
                         "Redis for the shared cache, search results and throttle counters")
     redis_pool_size = Setting("REDIS_POOL_SIZE", integer(1, 10000), 50,
-                              "Max Redis connections per process, shared by cache, search and throttle (further calls wait)")
+                              "Max Redis connections per process, shared by cache, search, throttle (then calls wait)")
     cache_type = Setting("CACHE_TYPE", choice("memory", "redis"), "memory",
                          "Cache backend: memory (per process) or redis (shared)")
     cache_prefix = Setting("CACHE_PREFIX", string, "messenger:",
