@@ -62,8 +62,8 @@ class Cache(ABC):
         """Store one field, unless the group was invalidated since ``token`` was taken."""
 
     @abstractmethod
-    async def invalidate(self, group: str) -> None:
-        """Make every field of the group stale, in every process that shares this cache."""
+    async def invalidate(self, *groups: str) -> None:
+        """Make every field of the groups stale, in every process that shares this cache."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -126,12 +126,13 @@ class MemoryCache(Cache):
         fields[field] = value
         self._store(group, fields, ttl)
 
-    async def invalidate(self, group: str) -> None:
-        self._generations[group] = self._generations.get(group, 0) + 1
-        self._generations.move_to_end(group)
+    async def invalidate(self, *groups: str) -> None:
+        for group in groups:
+            self._generations[group] = self._generations.get(group, 0) + 1
+            self._generations.move_to_end(group)
+            self._data.pop(group, None)
         while len(self._generations) > self.max_items:
             self._generations.popitem(last=False)
-        self._data.pop(group, None)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -158,6 +159,7 @@ def redis_client(config: Config) -> aioredis.Redis:
 GEN_SUFFIX = ":gen"
 GEN_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_MISSED = 100_000
+REPLAY_CHUNK = 500  # groups per script call when replaying missed invalidations
 # KEYS: group hash, generation key; ARGV: token, field, value, ttl ms
 _SET_IF_CURRENT = """
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
@@ -165,12 +167,15 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
-# KEYS: group hash, generation key; ARGV: generation ttl ms.  One script rather than a MULTI/EXEC
-# pipeline: as atomic, and a third of the client CPU (redis-py builds and parses a pipeline in Python).
+# KEYS: (group hash, generation key) pairs; ARGV: generation ttl ms.  One script rather than a
+# MULTI/EXEC pipeline: as atomic, and a third of the client CPU (redis-py builds and parses a pipeline
+# in Python); several groups in one call cost one round trip.
 _BUMP = """
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
+for i = 1, #KEYS, 2 do
+    redis.call('INCR', KEYS[i + 1])
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+    redis.call('DEL', KEYS[i])
+end
 return 1
 """
 
@@ -211,12 +216,12 @@ class RedisCache(Cache):
 
     async def _replay(self) -> None:
         missed, self._missed = list(self._missed), set()
-        for index, group in enumerate(missed):
+        for start in range(0, len(missed), REPLAY_CHUNK):
             try:
-                await self._bump(group)
+                await self._bump(*missed[start:start + REPLAY_CHUNK])
             except (RedisError, OSError) as exc:
                 self.state.failed(exc)
-                self._missed.update(missed[index:])  # still away: keep the rest for later
+                self._missed.update(missed[start:])  # still away: keep the rest for later
                 return
         if missed:
             self.state.succeeded()
@@ -254,22 +259,26 @@ class RedisCache(Cache):
         await self._run(self._set_if_current(keys=[key, key + GEN_SUFFIX],
                                              args=[token, field, value, self._ttl_ms(ttl)]))
 
-    async def _bump(self, group: str) -> None:
-        key = self.prefix + group
-        await self._bump_script(keys=[key, key + GEN_SUFFIX], args=[GEN_TTL_MS])
+    async def _bump(self, *groups: str) -> None:
+        keys = []
+        for group in groups:
+            keys += (self.prefix + group, self.prefix + group + GEN_SUFFIX)
+        await self._bump_script(keys=keys, args=[GEN_TTL_MS])
 
-    async def invalidate(self, group: str) -> None:
+    async def invalidate(self, *groups: str) -> None:
+        if not groups:
+            return
         if self._missed:
             await self._replay()
         try:
-            await self._bump(group)
+            await self._bump(*groups)
         except (RedisError, OSError) as exc:
             self.state.failed(exc)
-            if len(self._missed) < MAX_MISSED:
-                self._missed.add(group)
-            else:
-                log.error("cache: too many invalidations missed during a redis outage; %s may stay stale "
-                          "until it expires", group)
+            room = max(0, MAX_MISSED - len(self._missed))
+            self._missed.update(groups[:room])
+            if room < len(groups):
+                log.error("cache: too many invalidations missed during a redis outage; %d group(s) may stay "
+                          "stale until they expire", len(groups) - room)
             return
         self.state.succeeded()
 

@@ -12,7 +12,7 @@ import pika
 import pytest
 
 from messenger_core.broker import RabbitQueue, Task
-from messenger_core.cache import RedisCache, redis_client
+from messenger_core.cache import MemoryCache, RedisCache, redis_client
 from messenger_core.errors import ApiError
 from messenger_core.settings import Config, load_core
 from support import RMQ_URL, TcpProxy, poll, serve_app
@@ -120,6 +120,29 @@ async def test_cache_groups_refuse_a_write_that_raced_an_invalidation() -> None:
         assert await cache.group_get("chat", "p1") == b"new"
     finally:
         await cache.delete("chat", "chat:gen")
+        await cache.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_one_invalidate_call_makes_several_groups_stale(backend: str) -> None:
+    config = _config(6379)
+    cache: RedisCache | MemoryCache = (RedisCache(redis_client(config), config.cache_prefix, 30)
+                                       if backend == "redis" else MemoryCache(100, 30, shared=True))
+    groups = ["multi-a", "multi-b", "multi-c"]
+    try:
+        tokens = {group: await cache.group_token(group) for group in groups}
+        for group in groups:
+            await cache.group_set(group, "f", group.encode(), tokens[group])
+        await cache.invalidate("multi-a", "multi-c")
+        assert await cache.group_get("multi-a", "f") is None
+        assert await cache.group_get("multi-b", "f") == b"multi-b"  # not named: untouched
+        assert await cache.group_get("multi-c", "f") is None
+        await cache.group_set("multi-c", "f", b"stale", tokens["multi-c"])  # an old token is refused
+        assert await cache.group_get("multi-c", "f") is None
+        await cache.invalidate()  # nothing named: nothing happens
+        assert await cache.group_get("multi-b", "f") == b"multi-b"
+    finally:
+        await cache.delete(*groups, *(group + ":gen" for group in groups))
         await cache.close()
 
 
