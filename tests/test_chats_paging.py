@@ -13,7 +13,7 @@ import pytest
 
 from chats_support import chats_server, conninfo, join, new_chat, read_all, read_page, say
 from messenger_chats import cursor
-from messenger_chats.store import PAGE, POST_MESSAGE
+from messenger_chats.store import PAGE, POST_MESSAGES
 from support import AppServer, Client, poll
 
 
@@ -105,8 +105,8 @@ async def test_a_waiting_poster_never_gets_a_position_before_an_uncommitted_one(
     _, iterator = await read_page(client, chat, 10)
     async with await psycopg.AsyncConnection.connect(conninfo(database)) as conn:
         ours = uuid.uuid4()
-        await conn.execute(POST_MESSAGE, {"chat_id": uuid.UUID(chat), "message_id": ours,
-                                          "member_id": uuid.UUID(user), "text": "held"})
+        await conn.execute(POST_MESSAGES, {"chat_ids": [uuid.UUID(chat)], "ids": [ours],
+                                           "member_ids": [uuid.UUID(user)], "texts": ["held"]})
         theirs = asyncio.create_task(client.post(f"/v1/chats/{chat}/messages?user_id={user}", {"message": "late"}))
 
         async def waiting() -> bool:

@@ -6,7 +6,7 @@ from messenger_core.settings import Section, Setting, boolean, integer
 
 
 class ChatsSettings(Section):
-    """Message page caching of the chats plugin."""
+    """Message page caching and group commit of posts in the chats plugin."""
 
     name = "chats"
     cache_pages = Setting("CHATS_CACHE_PAGES", boolean, True,
@@ -20,3 +20,6 @@ class ChatsSettings(Section):
                              "Larger pages are not cached (1000 long messages make a page of many MB)")
     fact_ttl = Setting("CHATS_FACT_TTL", integer(1), 3600,
                        "Lifetime (s) of cached membership facts (chat exists, member belongs to chat)")
+    post_batch = Setting("CHATS_POST_BATCH", integer(1, 1000), 64,
+                         "Most posts one insert carries: posts arriving while the previous insert runs are "
+                         "committed together (1: one statement per post)")

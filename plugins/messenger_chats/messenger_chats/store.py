@@ -1,10 +1,16 @@
 """Chats, members and messages in PostgreSQL, with the cache in front of the hot reads.
 
 Positions: every message gets ``seq`` = its chat's ``last_seq + 1`` in the *same statement* that
-inserts it (``POST_MESSAGE``).  The UPDATE takes the chat row's lock, so posters of one chat run
+inserts it (``POST_MESSAGES``).  The UPDATE takes the chat row's lock, so posters of one chat run
 one after the other and a message with a higher ``seq`` always commits after every lower one: a
 reader that sees message ``n`` sees every message before it, and a client polling with its last
 position can neither miss nor repeat one.  Pages are keyset reads on ``UNIQUE (chat_id, seq)``.
+
+Posts are group-committed (``messenger_core.batch``): the posts that arrive while this process's
+previous insert is running go to PostgreSQL together, in one statement and one commit, and each
+request answers 201 only once that commit is done.  Under load this divides the cost of a post
+(the round trip, the commit, the chat row's lock, the cache invalidation) by the batch's size;
+an idle server still inserts each post at once.  ``CHATS_POST_BATCH=1`` inserts one per statement.
 
 Cache (``runtime.cache``, memory or Redis):
 
@@ -28,10 +34,15 @@ bounds it in any case (say another process reads it while this one is still cut 
 from __future__ import annotations
 
 import datetime
+import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
+from messenger_core.batch import Batcher
 from messenger_core.cache import Cache, MemoryCache
 from messenger_core.db import Database
 from messenger_core.errors import ApiError
@@ -39,6 +50,8 @@ from messenger_core.web import dumps
 
 from . import cursor
 from .settings import ChatsSettings
+
+log = logging.getLogger("messenger.chats")
 
 LOCAL_FACTS = 20_000  # facts kept in each process (about 250 bytes each)
 LOCAL_PAGES = 256  # full pages kept in each process ...
@@ -52,15 +65,34 @@ SELECT %s, id, %s, %s FROM chats WHERE id = %s
 CHAT_EXISTS = "SELECT 1 AS found FROM chats WHERE id = %s"
 MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s"
 ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
-# One statement, one transaction: the chat row's lock is held from the UPDATE until the commit.
-# clock_timestamp() is read after the lock was granted, so created_at follows seq.
-POST_MESSAGE = """
-WITH position AS (
-    UPDATE chats SET last_seq = last_seq + 1 WHERE id = %(chat_id)s RETURNING id, last_seq
+# One statement, one transaction for a whole batch of posts (see ``post_message``).  The chats' rows
+# are locked in id order (ORDER BY sorts before FOR NO KEY UPDATE locks), so the batches of several
+# processes can never deadlock; each chat's last_seq grows by its number of posts, which take the
+# positions after the old value in arrival order.  The clock is read once the UPDATE is done (so
+# after every lock was granted), one microsecond apart within the batch: created_at follows seq.
+POST_MESSAGES = """
+WITH batch AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(chat_ids)s::uuid[], %(member_ids)s::uuid[], %(texts)s::text[])
+        WITH ORDINALITY AS b (id, chat_id, member_id, text, ord)
+),
+locked AS (
+    SELECT c.id, g.n FROM chats AS c
+    JOIN (SELECT chat_id, count(*) AS n FROM batch GROUP BY chat_id) AS g ON g.chat_id = c.id
+    ORDER BY c.id
+    FOR NO KEY UPDATE OF c
+),
+position AS (
+    UPDATE chats AS c SET last_seq = c.last_seq + locked.n FROM locked WHERE c.id = locked.id
+    RETURNING c.id, c.last_seq - locked.n AS base
+),
+clock AS (
+    SELECT clock_timestamp() AS now FROM (SELECT count(*) FROM position) AS updated
 )
 INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
-SELECT %(message_id)s, id, last_seq, %(member_id)s, %(text)s, clock_timestamp() FROM position
-RETURNING seq
+SELECT b.id, b.chat_id, p.base + row_number() OVER (PARTITION BY b.chat_id ORDER BY b.ord),
+       b.member_id, b.text, clock.now + b.ord * interval '1 microsecond'
+FROM batch AS b JOIN position AS p ON p.id = b.chat_id CROSS JOIN clock
+RETURNING id
 """
 # One statement, one snapshot: the chat's last_seq (no row: unknown chat) and the page after
 # ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index.
@@ -96,6 +128,16 @@ class Member:
     account_id: uuid.UUID | None
 
 
+@dataclass(frozen=True)
+class Post:
+    """A message on its way into the table (its id is chosen before the insert)."""
+
+    message_id: uuid.UUID
+    chat_id: uuid.UUID
+    member_id: uuid.UUID
+    text: str
+
+
 def _timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -118,6 +160,7 @@ class ChatStore:
         self._local_facts = MemoryCache(LOCAL_FACTS, settings.fact_ttl)
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
         self._local_page_bytes = min(LOCAL_PAGE_MAX_BYTES, settings.page_max_bytes)
+        self.posts: Batcher[Post, uuid.UUID | None] = Batcher(self._insert_posts, settings.post_batch)
 
     # ---- keys ----------------------------------------------------------------------------------
 
@@ -212,15 +255,39 @@ class ChatStore:
     async def post_message(self, chat_id: uuid.UUID, member_id: uuid.UUID, text: str) -> uuid.UUID | None:
         """Store a message at the chat's next position; None when the chat does not exist.
 
-        After the commit, every cached partial page of the chat is made stale.
+        Returns once the message is committed and every cached partial page of its chat is stale.
         """
-        message_id = uuid.uuid4()
-        row = await self.db.fetchone(POST_MESSAGE, {"chat_id": chat_id, "message_id": message_id,
-                                                    "member_id": member_id, "text": text})
-        if row is None:
-            return None
-        await self.cache.invalidate(self.tail_group(chat_id))
-        return message_id
+        return await self.posts.submit(Post(uuid.uuid4(), chat_id, member_id, text))
+
+    async def _insert_posts(self, posts: list[Post]) -> Sequence[uuid.UUID | None | BaseException]:
+        """The batch's flush: insert them all at once; a batch that a row's error refused goes one by one.
+
+        An outage (503) fails the whole batch, as it would fail each post alone.
+        """
+        try:
+            return await self._insert(posts)
+        except psycopg.Error as exc:
+            if len(posts) == 1:
+                raise
+            results: list[uuid.UUID | None | BaseException] = []
+            for post in posts:  # isolate the post(s) at fault: the others are stored as usual
+                try:
+                    results += await self._insert([post])
+                except psycopg.Error as alone:
+                    results.append(alone)
+            log.warning("chats: a batch of %d posts failed (%s); inserted one by one instead", len(posts), exc)
+            return results
+
+    async def _insert(self, posts: list[Post]) -> list[uuid.UUID | None]:
+        rows = await self.db.fetchall(POST_MESSAGES, {
+            "ids": [post.message_id for post in posts], "chat_ids": [post.chat_id for post in posts],
+            "member_ids": [post.member_id for post in posts], "texts": [post.text for post in posts]})
+        stored = {row["id"] for row in rows}
+        chats = {post.chat_id for post in posts if post.message_id in stored}
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chats: %d post(s) into %d chat(s) in one insert", len(posts), len(chats))
+        await self.cache.invalidate(*(self.tail_group(chat_id) for chat_id in chats))
+        return [post.message_id if post.message_id in stored else None for post in posts]
 
     # ---- pages ---------------------------------------------------------------------------------
 
