@@ -59,7 +59,8 @@ def machine(stack: Stack) -> list[str]:
         f"- software: Python {platform.python_version()}, Tornado {tornado.version}, PostgreSQL {pg_version}, "
         f"Redis {redis_version}, RabbitMQ {rmq_version}, {wrk_version.split('Copyright')[0].strip()}",
         "- server: `messenger-api` WORKERS=2 (SO_REUSEPORT), CACHE_TYPE=redis, auth on, NGINX_THROTTLING=1, "
-        "RMQ_URL set + one `messenger-consumer`, LOG_LEVEL=WARNING, ACCESS_LOG=0",
+        "RMQ_URL set + one `messenger-consumer`, LOG_LEVEL=WARNING, ACCESS_LOG=0"
+        + "".join(f", **{name}={value}** (`--set`)" for name, value in stack.extra.items()),
     ]
 
 

@@ -172,6 +172,8 @@ class Stack:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     port: int = field(default_factory=free_port)
     processes: list[Process] = field(default_factory=list)
+    #: settings given with ``--set``: applied to every server start, over the stack's own
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def database(self) -> str:
@@ -201,6 +203,7 @@ class Stack:
             "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0",
         }
         env.update(overrides)
+        env.update(self.extra)
         return env
 
     def conninfo(self, database: str | None = None) -> str:
