@@ -19,6 +19,7 @@ from . import db as dbmod
 from .broker import TaskQueue, collect_tasks, make_queue
 from .cache import Cache, make_cache, redis_client
 from .errors import StartupError
+from .near import NearCache, make_near_cache
 from .openapi import docs_routes, spec_json
 from .plugins import PluginManager, gather
 from .settings import Config
@@ -34,7 +35,8 @@ class Runtime:
     The API worker and ``messenger-consumer`` each build one.  ``redis`` is the process's one
     redis.asyncio client (created on first use; the Redis cache, search results and throttle
     counters share its pool);
-    ``cache`` is the cache chosen by ``CACHE_TYPE``; ``queue`` publishes tasks.
+    ``cache`` is the cache chosen by ``CACHE_TYPE``; ``near`` its per-process layer of hot groups
+    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks.
     """
 
     def __init__(self, config: Config, plugins: PluginManager, processes: int = 1,
@@ -45,7 +47,9 @@ class Runtime:
         self.processes = processes
         self.db = dbmod.Database(config)
         self._redis: Any = None
-        self.cache: Cache = make_cache(config, processes, self.redis if config.cache_type == "redis" else None)
+        client = self.redis if config.cache_type == "redis" else None
+        self.cache: Cache = make_cache(config, processes, client)
+        self.near: NearCache | None = make_near_cache(config, self.cache, client)
         self.tasks = collect_tasks(plugins.call_each("messenger_task_handlers", config=config))
         self.queue: TaskQueue = make_queue(config.rmq_url, self.tasks, config.embedded_workers)
         self.migrations = [spec for _, spec in plugins.call_each("messenger_migrations", config=config)]
@@ -95,11 +99,13 @@ class Runtime:
             delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
-        """Stop plugins, then the queue, cache, Redis and the pool."""
+        """Stop plugins, then the queue, the near cache's subscription, cache, Redis and the pool."""
         if self._migrator is not None:
             self._migrator.cancel()
         await gather(self.plugins.hook.messenger_shutdown(runtime=self))
         await self.queue.close()
+        if self.near is not None:
+            await self.near.close()
         await self.cache.close()
         if self._redis is not None:
             await self._redis.aclose()

@@ -176,6 +176,11 @@ class CoreSettings(Section):
     cache_max_items = Setting("CACHE_MAX_ITEMS", integer(1), 50000,
                               "Size bound of the memory cache (entries, least recently used go)")
     cache_ttl = Setting("CACHE_TTL", integer(1), 300, "Default lifetime of a cache entry, seconds")
+    near_cache_max_items = Setting("NEAR_CACHE_MAX_ITEMS", integer(0), 10000,
+                                   "With CACHE_TYPE=redis: most hot entries (sessions) each process also holds, "
+                                   "coherent through Redis pub/sub (takes one pooled connection); 0: off")
+    near_cache_ttl = Setting("NEAR_CACHE_TTL", integer(1), 60,
+                             "Most seconds an entry stays in that per-process copy")
     rmq_url = Setting("RMQ_URL", string, "",
                       "RabbitMQ AMQP URL; empty runs tasks on an embedded in-process worker")
     embedded_workers = Setting("EMBEDDED_WORKERS", integer(1, 64), 2,

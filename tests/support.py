@@ -280,13 +280,16 @@ class TcpProxy:
     """A loopback TCP proxy in its own thread; ``cut()`` drops every connection and refuses new ones.
 
     Put it between the app and PostgreSQL / Redis / RabbitMQ to simulate an outage without
-    touching the shared servers.
+    touching the shared servers.  ``stall()`` is a silent partition instead: connections stay open
+    but nothing passes until ``restore()``.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.open = True
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -308,6 +311,7 @@ class TcpProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -348,10 +352,15 @@ class TcpProxy:
             self._writers.clear()
         self._call(drop)
 
+    def stall(self) -> None:
+        """Hold every byte in both directions, keeping connections open (a silent partition)."""
+        self._call(self._flowing.clear)
+
     def restore(self) -> None:
-        """Forward again."""
+        """Forward again (held bytes go through)."""
         def reopen() -> None:
             self.open = True
+            self._flowing.set()
         self._call(reopen)
 
     def close(self) -> None:
