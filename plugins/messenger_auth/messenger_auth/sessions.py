@@ -9,6 +9,13 @@ Each session is a cache *group* of one field: logout updates the row, then ``inv
 group, which both deletes the entry and bumps the group's generation, so a request that read the
 row just before the logout cannot put the session back into the cache afterwards.
 
+With the Redis cache, active sessions are also held in the process's near cache (``runtime.near``,
+see :mod:`messenger_core.near`), so a request with a hot session makes no Redis round trip at all.
+A session read from Redis or the table is kept there unless an eviction of it arrived meanwhile, and
+only while the near cache's evictions channel is live; logout evicts it from Redis and from every
+process (``near.evict``) before it answers, so no request sent after the logout response passes in
+any worker.  The near copy expires with the session (and after ``NEAR_CACHE_TTL`` at the latest).
+
 When the cache is not shared (``runtime.cache.shared`` is False: the memory cache with several
 worker processes), a logout in one worker could not evict the session from another worker's
 memory, so then every check reads the table and no per-process copy is trusted.
@@ -102,11 +109,26 @@ async def _from_table(runtime: "Runtime", session_id: str) -> Session | None:
 
 
 async def lookup(runtime: "Runtime", session_id: str) -> Session | None:
-    """The session, from the cache when it holds it, else from the table (then cached if active)."""
-    cache = runtime.cache
-    if not cache.shared:
+    """The session: from the near cache, else the cache, else the table (then cached if active)."""
+    if not runtime.cache.shared:
         return await _from_table(runtime, session_id)
     group = _group(session_id)
+    near = runtime.near
+    if near is None:
+        return await _from_cache(runtime, session_id, group)
+    held: Session | None = near.get(group)
+    if held is not None:
+        return held
+    with near.reading(group) as read:
+        session = await _from_cache(runtime, session_id, group)
+        if session is not None and not session.logged_out:
+            read.keep(session, session.ends_at(runtime.config.auth.token_lifetime) - time.time())
+    return session
+
+
+async def _from_cache(runtime: "Runtime", session_id: str, group: str) -> Session | None:
+    """The session from the shared cache, else from the table (then cached if active)."""
+    cache = runtime.cache
     raw = await cache.group_get(group, FIELD)
     if raw is not None:
         cached = Session.decode(raw)
@@ -120,11 +142,13 @@ async def lookup(runtime: "Runtime", session_id: str) -> Session | None:
 
 
 async def end(runtime: "Runtime", session_id: str) -> None:
-    """Log out: mark the row, then drop the session from the cache of every process sharing it."""
+    """Log out: mark the row, then drop the session from the cache and from every process's near copy."""
     await runtime.db.execute(
         "UPDATE sessions SET logged_out_at = now() WHERE id = %s AND logged_out_at IS NULL",
         (uuid.UUID(session_id),))
-    if runtime.cache.shared:
+    if runtime.near is not None:
+        await runtime.near.evict(_group(session_id))
+    elif runtime.cache.shared:
         await runtime.cache.invalidate(_group(session_id))
 
 
