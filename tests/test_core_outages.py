@@ -51,6 +51,40 @@ async def test_ping_db_503_within_2s_while_postgres_is_cut_then_recovers(
     assert "database is back" in caplog.text
 
 
+async def test_a_lane_keeps_its_connection_answers_503_while_postgres_is_cut_then_recovers(
+        env: dict[str, str], pg_proxy: TcpProxy) -> None:
+    async with serve_app({**env, "POSTGRES_HOSTS": f"127.0.0.1:{pg_proxy.port}", "DB_TIMEOUT": "1"},
+                         plugins=()) as srv:
+        lane = srv.runtime.db.lane()
+        backends = {(await lane.fetchall("SELECT pg_backend_pid() AS pid"))[0]["pid"] for _ in range(5)}
+        assert len(backends) == 1  # one connection, kept between calls ...
+        stats = srv.runtime.db.pool.get_stats()
+        assert stats["pool_size"] - stats["pool_available"] == 1  # ... out of the pool meanwhile
+        pg_proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(ApiError) as err:
+            await lane.fetchall("SELECT 1 AS one")
+        assert err.value.status_code == 503 and err.value.code == "database-unavailable"
+        assert time.monotonic() - started < 2.0
+        pg_proxy.restore()
+
+        async def back() -> bool:
+            try:
+                return await lane.fetchall("SELECT 1 AS one") == [{"one": 1}]
+            except ApiError:
+                return False
+        await poll(back, timeout=10)
+        after = (await lane.fetchall("SELECT pg_backend_pid() AS pid"))[0]["pid"]
+        assert after not in backends  # the broken connection was dropped, a new one taken
+
+
+async def test_a_lane_never_holds_the_only_connection_of_the_pool(env: dict[str, str]) -> None:
+    async with serve_app({**env, "POOL_SIZE": "1", "DB_TIMEOUT": "1"}, plugins=()) as srv:
+        lane = srv.runtime.db.lane()
+        assert await lane.fetchall("SELECT 1 AS one") == [{"one": 1}]
+        assert await srv.runtime.db.fetchone("SELECT 2 AS two") == {"two": 2}  # not starved
+
+
 def _config(redis_port: int) -> Config:
     return Config(load_core({"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CACHE_TYPE": "redis",
                              "CACHE_PREFIX": f"mt-outage-{redis_port}:"}))

@@ -161,6 +161,7 @@ class ChatStore:
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
         self._local_page_bytes = min(LOCAL_PAGE_MAX_BYTES, settings.page_max_bytes)
         self.posts: Batcher[Post, uuid.UUID | None] = Batcher(self._insert_posts, settings.post_batch)
+        self._posting = db.lane()  # the batcher flushes one insert at a time: it keeps a connection
 
     # ---- keys ----------------------------------------------------------------------------------
 
@@ -279,7 +280,7 @@ class ChatStore:
             return results
 
     async def _insert(self, posts: list[Post]) -> list[uuid.UUID | None]:
-        rows = await self.db.fetchall(POST_MESSAGES, {
+        rows = await self._posting.fetchall(POST_MESSAGES, {
             "ids": [post.message_id for post in posts], "chat_ids": [post.chat_id for post in posts],
             "member_ids": [post.member_id for post in posts], "texts": [post.text for post in posts]})
         stored = {row["id"] for row in rows}
