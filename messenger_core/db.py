@@ -29,6 +29,9 @@ log = logging.getLogger("messenger.db")
 
 #: Errors that mean "PostgreSQL is unreachable", as opposed to a bad query.
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError)
+#: How every connection of the service is opened (autocommit, rows as dicts, dead peers found fast).
+CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "keepalives": 1,
+                                     "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 MIGRATION_LOCK = 7_214_001  # pg_advisory_lock key: one migrator at a time across processes
 
 
@@ -49,9 +52,7 @@ class Database:
             open=False,
             timeout=self.timeout,
             reconnect_timeout=30.0,
-            kwargs={"autocommit": True, "row_factory": dict_row,
-                    "keepalives": 1, "keepalives_idle": 10,
-                    "keepalives_interval": 5, "keepalives_count": 2},
+            kwargs=dict(CONNECTION_KWARGS),
             name="messenger",
         )
 
@@ -69,7 +70,7 @@ class Database:
             await self.pool.close(timeout=2.0)
 
     def lane(self) -> "Lane":
-        """A :class:`Lane` of this pool (released when the pool closes)."""
+        """A :class:`Lane` to this database (closed with the pool)."""
         lane = Lane(self)
         self._lanes.append(lane)
         return lane
@@ -155,15 +156,16 @@ class Database:
 
 
 class Lane:
-    """One pooled connection kept between the calls of one caller that runs a statement at a time.
+    """A connection of its own for a caller that runs one statement at a time (a ``Batcher``'s flushes).
 
     Taking a connection from psycopg's pool and giving it back costs about as much CPU as a short
-    query (65 us against 125 us for a batch insert, measured in bench/README.md); a caller that runs
-    its statements one after the other (a ``Batcher`` flushing into one table) keeps one instead.
-    Outages are handled as by :meth:`Database.connection` (503 within ``DB_TIMEOUT``).  After any
-    error the connection goes back to the pool, which closes it if it is broken, and the next call
-    takes another.  A call made while the lane is busy goes through the pool as usual, as does every
-    call when the pool has a single connection (a lane must never hold the only one).
+    query (65 us against 125 us for a batch insert, measured in bench/README.md), so a sequential
+    caller keeps one.  It is opened beside the pool, not taken from it: a connection held out of the
+    pool could be the only live one right after an outage, and every other request would then wait
+    for the pool's reconnection backoff.  So each lane adds one connection to the process's
+    ``POOL_SIZE``.  Outages are handled as in :meth:`Database.connection`: 503 within ``DB_TIMEOUT``;
+    the connection is closed after any error and the next call opens a new one.  A call made while
+    the lane is busy (not by design) goes through the pool.
     """
 
     def __init__(self, db: Database) -> None:
@@ -174,13 +176,14 @@ class Lane:
     async def fetchall(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         """All rows of a query, on the lane's connection."""
         db = self.db
-        if self._busy or not db.ready or db.pool.max_size < 2:
+        if self._busy or not db.ready:
             return await db.fetchall(query, params)
         self._busy = True
         try:
             async with asyncio.timeout(db.timeout):
                 if self._conn is None:
-                    self._conn = await db.pool.getconn()
+                    self._conn = await psycopg.AsyncConnection.connect(db.config.postgres_conninfo,
+                                                                       **CONNECTION_KWARGS)
                 cur = await self._conn.execute(query, params)
                 rows = await cur.fetchall()
         except UNAVAILABLE as exc:
@@ -196,10 +199,10 @@ class Lane:
         return rows
 
     async def release(self) -> None:
-        """Give the connection back to the pool (it closes a broken one)."""
+        """Close the connection (the next call opens another)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self.db.pool.putconn(conn)
+            await conn.close()
 
 
 # ---- migrations -------------------------------------------------------------------------------

@@ -162,7 +162,9 @@ class CoreSettings(Section):
     postgres_pwd = Setting("POSTGRES_PWD", string, "", "PostgreSQL password (empty: none / trust)")
     postgres_db = Setting("POSTGRES_DB", string, "messenger",
                           "Database name; created at start when missing and the role may")
-    pool_size = Setting("POOL_SIZE", integer(1, 1000), 10, "Max PostgreSQL connections per process")
+    pool_size = Setting("POOL_SIZE", integer(1, 1000), 10,
+                        "Max pooled PostgreSQL connections per process (each db Lane, such as the one "
+                        "posting messages, holds one more)")
     db_timeout = Setting("DB_TIMEOUT", number(0.1), 2.0,
                          "Seconds to wait for a connection or a query before answering 503")
     redis_url = Setting("REDIS_URL", string, "redis://127.0.0.1:6379/0",

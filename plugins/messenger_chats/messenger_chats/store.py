@@ -69,7 +69,9 @@ ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND
 # are locked in id order (ORDER BY sorts before FOR NO KEY UPDATE locks), so the batches of several
 # processes can never deadlock; each chat's last_seq grows by its number of posts, which take the
 # positions after the old value in arrival order.  The clock is read once the UPDATE is done (so
-# after every lock was granted), one microsecond apart within the batch: created_at follows seq.
+# after every lock was granted), and the batch's messages are one microsecond apart: created_at
+# follows seq, also across batches, since a chat's next batch reads its clock only after this one
+# committed, which takes far longer than CHATS_POST_BATCH (at most 1000) microseconds.
 POST_MESSAGES = """
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(chat_ids)s::uuid[], %(member_ids)s::uuid[], %(texts)s::text[])
