@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Row:
     other_cores: float
     pg_ms_per_request: float
     runs: int
+    idle_cores: float = 0.0
     ids: list[str] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     note: str = ""
@@ -91,6 +93,7 @@ class _Samples:
     per_request: list[float] = field(default_factory=list)
     wrk_cores: list[float] = field(default_factory=list)
     others: list[float] = field(default_factory=list)
+    idle: list[float] = field(default_factory=list)
     pg_per_request: list[float] = field(default_factory=list)
     requests: int = 0
     errors: int = 0
@@ -127,7 +130,8 @@ def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
 
     Interleaving the variants spreads whatever else the machine does over all of them alike, so
     their ratios stay meaningful on a shared machine.  Around each run: the server's CPU and the
-    CPU the rest of the machine used ("others": neither the server nor wrk).
+    CPU the rest of the machine used ("others": neither the server, its PostgreSQL backends nor
+    wrk) and the CPU left idle (a workload that leaves cores idle is bound by latency, not CPU).
     """
     samples = {variant.name: _Samples() for variant in variants}
     for variant in variants:
@@ -139,7 +143,8 @@ def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
             before, pg_before, busy_before = cpu_seconds(pids), cpu_seconds(backends), machine_busy()
             result = wrk.run(variant.base_url, variant.load, settings.seconds, variant.connections)
             used, busy = cpu_seconds(pids) - before, machine_busy() - busy_before
-            got.pg_per_request.append(1000 * (cpu_seconds(backends) - pg_before) / max(1, result.requests))
+            pg_used = cpu_seconds(backends) - pg_before
+            got.pg_per_request.append(1000 * pg_used / max(1, result.requests))
             got.add(result)
             got.requests += result.requests
             got.rps.append(result.rps)
@@ -148,13 +153,15 @@ def run_rounds(variants: list[Variant], settings: Settings) -> dict[str, Row]:
             got.cores.append(used / result.seconds)
             got.per_request.append(1000 * used / max(1, result.requests))
             got.wrk_cores.append(result.wrk_cpu / result.seconds)
-            got.others.append(max(0.0, busy - used - result.wrk_cpu) / result.seconds)
+            got.others.append(max(0.0, busy - used - pg_used - result.wrk_cpu) / result.seconds)
+            got.idle.append(max(0.0, (os.cpu_count() or 1) - busy / result.seconds))
             if variant.after_run is not None:
                 variant.after_run(variant.name)
     return {name: Row(name=name, rps=median(got.rps), p50_ms=median(got.p50), p99_ms=median(got.p99),
                       errors=got.errors, requests=got.requests, server_cores=median(got.cores),
                       cpu_ms_per_request=median(got.per_request), wrk_cores=median(got.wrk_cores),
                       other_cores=median(got.others), pg_ms_per_request=median(got.pg_per_request),
+                      idle_cores=median(got.idle),
                       runs=settings.runs, ids=got.ids, statuses=got.statuses)
             for name, got in samples.items()}
 

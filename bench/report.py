@@ -71,12 +71,13 @@ def _ms(value: float) -> str:
 def load_table(rows: list[Row]) -> list[str]:
     """requests/s, latencies, errors, CPU."""
     lines = ["| workload | req/s | p50 ms | p99 ms | errors | requests | API CPU (cores) | API CPU ms/req "
-             "| PostgreSQL CPU ms/req | wrk CPU (cores) | rest of the machine (cores) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| PostgreSQL CPU ms/req | wrk CPU (cores) | rest of the machine (cores) | idle (cores) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row.name} | {row.rps:.0f} | {_ms(row.p50_ms)} | {_ms(row.p99_ms)} | {row.errors} "
                      f"| {row.requests} | {row.server_cores:.2f} | {row.cpu_ms_per_request:.2f} "
-                     f"| {row.pg_ms_per_request:.2f} | {row.wrk_cores:.2f} | {row.other_cores:.2f} |")
+                     f"| {row.pg_ms_per_request:.2f} | {row.wrk_cores:.2f} | {row.other_cores:.2f} "
+                     f"| {row.idle_cores:.2f} |")
     return lines
 
 
