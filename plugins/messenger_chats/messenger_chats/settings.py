@@ -22,4 +22,4 @@ class ChatsSettings(Section):
                        "Lifetime (s) of cached membership facts (chat exists, member belongs to chat)")
     post_batch = Setting("CHATS_POST_BATCH", integer(1, 1000), 64,
                          "Most posts one insert carries: posts arriving while the previous insert runs are "
-                         "committed together (1: one statement per post)")
+                         "committed together (1: off, every post its own insert, run concurrently)")

@@ -10,7 +10,8 @@ Posts are group-committed (``messenger_core.batch``): the posts that arrive whil
 previous insert is running go to PostgreSQL together, in one statement and one commit, and each
 request answers 201 only once that commit is done.  Under load this divides the cost of a post
 (the round trip, the commit, the chat row's lock, the cache invalidation) by the batch's size;
-an idle server still inserts each post at once.  ``CHATS_POST_BATCH=1`` inserts one per statement.
+an idle server still inserts each post at once.  ``CHATS_POST_BATCH=1`` turns it off: each post is
+its own insert, and they run concurrently through the pool.
 
 Cache (``runtime.cache``, memory or Redis):
 
@@ -44,7 +45,7 @@ import psycopg
 
 from messenger_core.batch import Batcher
 from messenger_core.cache import Cache, MemoryCache
-from messenger_core.db import Database
+from messenger_core.db import Database, Lane
 from messenger_core.errors import ApiError
 from messenger_core.web import dumps
 
@@ -162,8 +163,13 @@ class ChatStore:
         self._local_facts = MemoryCache(LOCAL_FACTS, settings.fact_ttl)
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
         self._local_page_bytes = min(LOCAL_PAGE_MAX_BYTES, settings.page_max_bytes)
-        self.posts: Batcher[Post, uuid.UUID | None] = Batcher(self._insert_posts, settings.post_batch)
-        self._posting = db.lane()  # the batcher flushes one insert at a time: it keeps a connection
+        # group commit, unless CHATS_POST_BATCH=1: then every post is its own insert, run at once
+        # through the pool (concurrently with the others), as without a batcher
+        self.posts: Batcher[Post, uuid.UUID | None] | None = None
+        self._lane: Lane | None = None
+        if settings.post_batch > 1:
+            self.posts = Batcher(self._insert_posts, settings.post_batch)
+            self._lane = db.lane()  # the batcher runs one insert at a time: it keeps a connection
 
     # ---- keys ----------------------------------------------------------------------------------
 
@@ -260,7 +266,10 @@ class ChatStore:
 
         Returns once the message is committed and every cached partial page of its chat is stale.
         """
-        return await self.posts.submit(Post(uuid.uuid4(), chat_id, member_id, text))
+        post = Post(uuid.uuid4(), chat_id, member_id, text)
+        if self.posts is None:
+            return (await self._insert([post]))[0]
+        return await self.posts.submit(post)
 
     async def _insert_posts(self, posts: list[Post]) -> Sequence[uuid.UUID | None | BaseException]:
         """The batch's flush: insert them all at once; a batch that a row's error refused goes one by one.
@@ -282,7 +291,8 @@ class ChatStore:
             return results
 
     async def _insert(self, posts: list[Post]) -> list[uuid.UUID | None]:
-        rows = await self._posting.fetchall(POST_MESSAGES, {
+        run = self.db.fetchall if self._lane is None else self._lane.fetchall
+        rows = await run(POST_MESSAGES, {
             "ids": [post.message_id for post in posts], "chat_ids": [post.chat_id for post in posts],
             "member_ids": [post.member_id for post in posts], "texts": [post.text for post in posts]})
         stored = {row["id"] for row in rows}
