@@ -21,7 +21,7 @@ class Settings:
     warmup: float = 1.0
     runs: int = 5
     connections: int = 16
-    w4_connections: int = 4
+    w4_connections: int = 1
     w4_sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     w5_sizes: tuple[int, ...] = (20_000, 1_000_000)
     searches: int = 30

@@ -65,7 +65,7 @@ class Bench:
             self.sized[size] = chat
             self.res.builds[f"{size:,} messages"] = chat.build_seconds
         if sizes:
-            self.res.builds["VACUUM ANALYZE"] = corpus.analyze(self.stack)
+            self.res.builds["VACUUM ANALYZE + CHECKPOINT"] = corpus.analyze(self.stack)
         if "W5" in self.only:
             for size in self.settings.w5_sizes:  # a searcher that belongs to this corpus only
                 searcher = self.accounts[f"search{size}"] = corpus.register(self.stack, f"bench-search-{size}")
