@@ -37,7 +37,7 @@ class Batcher(Generic[Item, Result]):
         self.max_size = max_size
         self.concurrency = concurrency
         self._waiting: deque[tuple[Item, asyncio.Future[Result]]] = deque()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # held, so no flush is garbage-collected midway
         #: flushes made and items they carried, for logs and benchmarks
         self.flushes = 0
         self.items = 0
@@ -79,8 +79,3 @@ class Batcher(Generic[Item, Result]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-
-    async def drain(self) -> None:
-        """Wait until every item submitted so far has been flushed (at shutdown)."""
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)

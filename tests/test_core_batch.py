@@ -50,7 +50,6 @@ async def test_a_failed_flush_fails_its_items_only_and_an_exception_result_fails
     results = await asyncio.gather(*(batcher.submit(n) for n in (4, 13, 5)), return_exceptions=True)
     assert results[0] == 8 and results[2] == 10
     assert isinstance(results[1], ValueError) and str(results[1]) == "item 13"
-    await batcher.drain()
 
 
 async def test_a_flush_must_answer_every_item() -> None:
