@@ -55,7 +55,8 @@ openapi: venv ## regenerate swagger.yml and the README's settings table from the
 	$(ALL_APPS) $(BIN)/messenger-api openapi > swagger.yml
 	$(ALL_APPS) $(BIN)/messenger-api settings | $(BIN)/python tools/sync_readme.py
 
-bench: venv ## run the benchmark suite (bounded, loopback only); see bench/README.md
+bench: venv ## run the benchmark suite (bounded, loopback only; installs wrk when missing); see bench/README.md
+	@deploy/system-deps wrk
 	$(BIN)/python -m bench.run
 
 clean: ## remove the venv and caches
