@@ -69,19 +69,15 @@ class Cache(ABC):
         """Release connections."""
 
 
-class MemoryCache(Cache):
-    """A per-process LRU with a TTL per entry and a bound on the number of entries."""
+class Lru:
+    """A bounded mapping whose entries expire: the least recently used go first once it is full."""
 
-    def __init__(self, max_items: int, ttl: float, shared: bool = False) -> None:
+    def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        self.ttl = ttl
-        self.shared = shared
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        # generations outlive their group's entries (a racing reader must still be refused) but are
-        # bounded too: a forgotten generation reads as 0, which refuses any writer holding a token
-        self._generations: OrderedDict[str, int] = OrderedDict()
 
-    def _lookup(self, key: str) -> Any:
+    def get(self, key: str) -> Any:
+        """The live value of ``key`` (now the most recently used), or None."""
         item = self._data.get(key)
         if item is None:
             return None
@@ -92,25 +88,50 @@ class MemoryCache(Cache):
         self._data.move_to_end(key)
         return value
 
-    def _store(self, key: str, value: Any, ttl: float | None) -> None:
-        self._data[key] = (time.monotonic() + (ttl or self.ttl), value)
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        """Hold ``value`` for ``ttl`` seconds, dropping the least recently used past ``max_items``."""
+        self._data[key] = (time.monotonic() + ttl, value)
         self._data.move_to_end(key)
         while len(self._data) > self.max_items:
             self._data.popitem(last=False)
 
+    def pop(self, key: str) -> None:
+        """Forget ``key``."""
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class MemoryCache(Cache):
+    """A per-process LRU with a TTL per entry and a bound on the number of entries."""
+
+    def __init__(self, max_items: int, ttl: float, shared: bool = False) -> None:
+        self.max_items = max_items
+        self.ttl = ttl
+        self.shared = shared
+        self._data = Lru(max_items)
+        # generations outlive their group's entries (a racing reader must still be refused) but are
+        # bounded too: a forgotten generation reads as 0, which refuses any writer holding a token
+        self._generations: OrderedDict[str, int] = OrderedDict()
+
     async def get(self, key: str) -> bytes | None:
-        value = self._lookup(key)
+        value = self._data.get(key)
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._store(key, value, ttl)
+        self._data.put(key, value, ttl or self.ttl)
 
     async def delete(self, *keys: str) -> None:
         for key in keys:
-            self._data.pop(key, None)
+            self._data.pop(key)
 
     async def group_get(self, group: str, field: str) -> bytes | None:
-        fields = self._lookup(group)
+        fields = self._data.get(group)
         return fields.get(field) if isinstance(fields, dict) else None
 
     async def group_token(self, group: str) -> int | None:
@@ -120,17 +141,17 @@ class MemoryCache(Cache):
                         ttl: float | None = None) -> None:
         if self._generations.get(group, 0) != token:
             return
-        fields = self._lookup(group)
+        fields = self._data.get(group)
         if not isinstance(fields, dict):
             fields = {}
         fields[field] = value
-        self._store(group, fields, ttl)
+        self._data.put(group, fields, ttl or self.ttl)
 
     async def invalidate(self, *groups: str) -> None:
         for group in groups:
             self._generations[group] = self._generations.get(group, 0) + 1
             self._generations.move_to_end(group)
-            self._data.pop(group, None)
+            self._data.pop(group)
         while len(self._generations) > self.max_items:
             self._generations.popitem(last=False)
 

@@ -54,14 +54,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from .cache import Cache, RedisCache
+from .cache import Cache, Lru, RedisCache
 from .health import Availability
 from .settings import Config
 
@@ -128,7 +127,7 @@ class NearCache:
         self.heartbeat = heartbeat
         self.state = Availability(f"near cache: channel {channel}", log, down="lost")
         self.epoch = 0  # moves on whenever the subscription is lost
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._data = Lru(max_items)
         self._reads: dict[str, list[Read]] = {}
         self._missed: set[str] = set()  # evictions that could not reach Redis, redone when it is back
         self._subscribed = False
@@ -155,15 +154,7 @@ class NearCache:
             self.start()
         if not self.live:
             return None
-        item = self._data.get(key)
-        if item is None:
-            return None
-        expires, value = item
-        if expires <= time.monotonic():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
+        return self._data.get(key)
 
     def reading(self, key: str) -> Read:
         """Register a read of ``key`` that is about to start (see :class:`Read`)."""
@@ -183,14 +174,11 @@ class NearCache:
 
     def store(self, key: str, value: Any, ttl: float) -> None:
         """Hold a value (``Read.keep`` decides whether it may be)."""
-        self._data[key] = (time.monotonic() + min(ttl, self.ttl), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_items:
-            self._data.popitem(last=False)
+        self._data.put(key, value, min(ttl, self.ttl))
 
     def forget(self, key: str) -> None:
         """Drop ``key`` here and make the reads of it in flight stale."""
-        self._data.pop(key, None)
+        self._data.pop(key)
         for read in self._reads.get(key, ()):
             read.stale = True
 
