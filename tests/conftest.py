@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from example_helpers import installed_example
-from support import AppServer, base_env, create_database, drop_database, serve_app
+from support import REDIS_URL, AppServer, base_env, create_database, drop_database, serve_app
 
 
 @pytest.fixture
@@ -22,6 +23,17 @@ def database() -> Iterator[str]:
 def env(database: str) -> dict[str, str]:
     """Settings pointing a server at this test's database, key prefix and queue names."""
     return base_env(database)
+
+
+@pytest.fixture
+async def redis_keys(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client for inspecting this test's keys (all removed afterwards)."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    keys = [key async for key in client.scan_iter(match=env["CACHE_PREFIX"] + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture

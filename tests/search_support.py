@@ -10,10 +10,9 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis.asyncio as aioredis
 
 from chats_support import assert_error, conninfo
-from support import (REDIS_URL, RMQ_URL, AppServer, Client, Process, Response, delete_rabbit_queue, poll, serve_app,
+from support import (RMQ_URL, AppServer, Client, Process, Response, delete_rabbit_queue, poll, serve_app,
                      start_consumer)
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -125,17 +124,6 @@ def rabbit_env_fixture(env: dict[str, str]) -> Iterator[dict[str, str]]:
     """Settings with RabbitMQ on; this test's exchange and queue are deleted afterwards."""
     yield {**env, "RMQ_URL": RMQ_URL, "LOG_LEVEL": "INFO"}
     delete_rabbit_queue(env["SEARCH_QUEUE"], env["SEARCH_EXCHANGE"])
-
-
-@pytest.fixture(name="redis_keys")
-async def redis_keys_fixture(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client for inspecting this test's keys (all removed afterwards)."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    keys = [key async for key in client.scan_iter(match=env["CACHE_PREFIX"] + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def consumer(env: dict[str, str], log: Path, **overrides: str) -> Process:

@@ -13,28 +13,16 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from auth_support import PROBE, assert_error, authenticated, bearer, login, new_session, probe, register
-from support import REDIS_URL, AppServer, Client, Process, Response, TcpProxy, poll, serve_app, start_api
+from support import AppServer, Client, Process, Response, TcpProxy, poll, serve_app, start_api
 
 AUTH_ONLY = ("messenger_auth",)
 ACCESS = re.compile(r"\[(\d+)\] messenger\.access: \d{3} GET " + re.escape(PROBE) + r"\?probe=(\w+) ")
-
-
-@pytest.fixture
-async def redis0(env: dict[str, str]) -> AsyncIterator[aioredis.Redis]:
-    """A client of the tests' Redis database; removes this test's keys afterwards."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    keys = [key async for key in client.scan_iter(match=env["CACHE_PREFIX"] + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 def group(session_id: str) -> str:
@@ -116,7 +104,7 @@ async def log_out_then_probe_both_workers(proc: Process, client: Client, session
 
 
 async def test_a_logout_ends_a_session_held_near_in_every_worker_at_once(
-        env: dict[str, str], tmp_path: Path, redis0: aioredis.Redis) -> None:
+        env: dict[str, str], tmp_path: Path, redis_keys: aioredis.Redis) -> None:
     settings = {**env, "WORKERS": "2", "CACHE_TYPE": "redis", "MESSENGER_APPS": "messenger_auth",
                 "ACCESS_LOG": "1", "LOG_LEVEL": "INFO"}
     proc, client = await start_api(settings, tmp_path / "api.log")
@@ -124,24 +112,24 @@ async def test_a_logout_ends_a_session_held_near_in_every_worker_at_once(
         await register(client, "vasya")
         for _ in range(5):  # several rounds: a race would not show every time
             session_id = await login(client, "vasya")
-            await held_by_both_workers(proc, client, redis0, env["CACHE_PREFIX"], session_id)
+            await held_by_both_workers(proc, client, redis_keys, env["CACHE_PREFIX"], session_id)
             await log_out_then_probe_both_workers(proc, client, session_id)
         assert "near cache" not in proc.log  # the subscriptions were never lost
     finally:
         assert proc.stop() == 0
 
 
-async def test_a_hot_session_is_answered_from_the_process(env: dict[str, str], redis0: aioredis.Redis) -> None:
+async def test_a_hot_session_is_answered_from_the_process(env: dict[str, str], redis_keys: aioredis.Redis) -> None:
     async with serve_app({**env, "CACHE_TYPE": "redis"}, plugins=AUTH_ONLY) as srv:
         session_id = await new_session(srv.client, "vasya")
         await poll(lambda: held(srv, session_id))
-        async with ExpiredInRedis(redis0, env["CACHE_PREFIX"], session_id):
+        async with ExpiredInRedis(redis_keys, env["CACHE_PREFIX"], session_id):
             assert await authenticated(srv.client, session_id)  # Redis was not asked
         resp = await srv.client.post("/v1/auth/logout", headers=bearer(session_id))
         assert resp.status == 200
         assert srv.runtime.near.get(group(session_id)) is None
         assert_error(await probe(srv.client, bearer(session_id)), 401, "invalid-session-id")
-        assert not await redis0.exists(env["CACHE_PREFIX"] + group(session_id))
+        assert not await redis_keys.exists(env["CACHE_PREFIX"] + group(session_id))
 
 
 async def held(srv: AppServer, session_id: str) -> bool:

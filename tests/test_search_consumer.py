@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from chats_support import assert_error, conninfo, join, new_chat, say
 from search_support import (check_paging, consumer, read_results, results, search_server, search_texts,
                             start_search, status, wait_status)
-from search_support import rabbit_env_fixture, redis_keys_fixture  # noqa: F401  pylint: disable=unused-import
+from search_support import rabbit_env_fixture  # noqa: F401  pylint: disable=unused-import
 from support import poll
 
 

@@ -9,7 +9,6 @@ import redis.asyncio as aioredis
 
 from chats_support import join, new_chat, say
 from search_support import read_results, start_search, status, wait_status
-from search_support import redis_keys_fixture  # noqa: F401  pylint: disable=unused-import
 from support import start_api
 
 
