@@ -97,6 +97,14 @@ async def table_counts(database: str) -> dict[str, int]:
         return counts
 
 
+async def lock_waiters(database: str) -> int:
+    """Statements of this database waiting for a lock now (from pg_stat_activity)."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as probe:
+        cur = await probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                  "AND wait_event_type = 'Lock'", (database,))
+        return (await cur.fetchone())[0]
+
+
 async def table_names(database: str) -> set[str]:
     """The plugin's tables that exist in the database."""
     async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:

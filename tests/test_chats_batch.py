@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chats_support import chats_server, conninfo, join, new_chat, read_all
+from chats_support import chats_server, conninfo, join, lock_waiters, new_chat, read_all
 from messenger_chats.handlers import STATE_KEY
 from messenger_chats.store import POST_MESSAGES, ChatStore
 from support import Client, poll, start_api
@@ -157,10 +157,7 @@ async def test_an_insert_waiting_for_one_chat_holds_no_other_chat(env: dict[str,
             waiting = asyncio.create_task(theirs.execute(POST_MESSAGES, batch((second, "b1"), (first, "a1"))))
 
             async def blocked() -> bool:
-                async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as probe:
-                    cur = await probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                                              "AND wait_event_type = 'Lock'", (database,))
-                    return (await cur.fetchone())[0] == 1
+                return await lock_waiters(database) == 1
             await poll(blocked, timeout=3)
             await ours.execute(POST_MESSAGES, batch((second, "ours in b")))  # B is free: no wait
             await ours.commit()

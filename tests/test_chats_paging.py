@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from chats_support import chats_server, conninfo, join, new_chat, read_all, read_page, say
+from chats_support import chats_server, conninfo, join, lock_waiters, new_chat, read_all, read_page, say
 from messenger_chats import cursor
 from messenger_chats.store import PAGE, POST_MESSAGES
 from support import AppServer, Client, poll
@@ -110,10 +110,7 @@ async def test_a_waiting_poster_never_gets_a_position_before_an_uncommitted_one(
         theirs = asyncio.create_task(client.post(f"/v1/chats/{chat}/messages?user_id={user}", {"message": "late"}))
 
         async def waiting() -> bool:
-            async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as probe:
-                cur = await probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                                          "wait_event_type = 'Lock' AND query LIKE '%%UPDATE chats%%'", (database,))
-                return (await cur.fetchone())[0] == 1
+            return await lock_waiters(database) == 1  # the server's insert, on the chat row's lock
         await poll(waiting, timeout=1.5)
         assert (await read_page(client, chat, 10, iterator))[0] == []
         await conn.commit()
