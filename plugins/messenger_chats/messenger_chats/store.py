@@ -24,8 +24,9 @@ Cache (``runtime.cache``, memory or Redis):
   process), since another worker's memory could not be invalidated.
 
 Facts and full pages never change, so each process also keeps the ones it has seen in a small
-in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis: a hot read then costs one
-Redis round trip (the session) instead of four.  Partial pages are never kept there.
+in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis: a hot read asks Redis for
+none of them (and, with the session in the core's near cache, for nothing at all).  Partial pages
+are never kept there.
 
 An invalidation that cannot reach Redis is replayed by the core cache before its next command that
 gets through, so a tail page cached before an outage does not outlive it; ``CHATS_TAIL_PAGE_TTL``
