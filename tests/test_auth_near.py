@@ -13,7 +13,8 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -138,65 +139,64 @@ async def held(srv: AppServer, session_id: str) -> bool:
     return srv.runtime.near.get(group(session_id)) is not None
 
 
-def refused_everywhere(servers: tuple[AppServer, ...], session_id: str) -> Callable[[], Awaitable[None]]:
-    """A check: ten probes on each server, every one 401 invalid-session-id."""
-    async def check() -> None:
-        for srv in servers:
-            for _ in range(10):
-                assert_error(await probe(srv.client, bearer(session_id)), 401, "invalid-session-id")
-    return check
+async def refused_everywhere(servers: tuple[AppServer, ...], session_id: str) -> None:
+    """Ten probes on each server, every one 401 invalid-session-id."""
+    for srv in servers:
+        for _ in range(10):
+            assert_error(await probe(srv.client, bearer(session_id)), 401, "invalid-session-id")
+
+
+@asynccontextmanager
+async def two_servers_one_behind_a_proxy(env: dict[str, str]) -> AsyncIterator[tuple[AppServer, AppServer, TcpProxy]]:
+    """Two processes sharing the Redis cache; the second reaches Redis through a proxy the test can cut."""
+    proxy = TcpProxy(6379)
+    settings = {**env, "CACHE_TYPE": "redis"}
+    try:
+        async with serve_app(settings, plugins=AUTH_ONLY) as direct, \
+                serve_app({**settings, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}, plugins=AUTH_ONLY) as cut:
+            yield direct, cut, proxy
+    finally:
+        proxy.close()
 
 
 async def test_a_process_cut_off_from_redis_does_not_trust_its_copy(env: dict[str, str]) -> None:
     """A logout while another process's link to Redis is cut: that process missed the eviction."""
-    proxy = TcpProxy(6379)
-    settings = {**env, "CACHE_TYPE": "redis"}
-    try:
-        async with serve_app(settings, plugins=AUTH_ONLY) as first, \
-                serve_app({**settings, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}, plugins=AUTH_ONLY) as cut:
-            ended = await new_session(first.client, "vasya")
-            kept = await login(first.client, "vasya")
-            for session_id in (ended, kept):
-                await poll(lambda session_id=session_id: held(cut, session_id))
-                await poll(lambda session_id=session_id: held(first, session_id))
-            proxy.cut()
-            resp = await first.client.post("/v1/auth/logout", headers=bearer(ended))
-            assert (resp.status, resp.body) == (200, b"")
-            await refused_everywhere((first, cut), ended)()
-            assert await authenticated(cut.client, kept)  # from the table while Redis is away
-            proxy.restore()
+    async with two_servers_one_behind_a_proxy(env) as (first, cut, proxy):
+        ended = await new_session(first.client, "vasya")
+        kept = await login(first.client, "vasya")
+        for session_id in (ended, kept):
+            await poll(lambda session_id=session_id: held(cut, session_id))
+            await poll(lambda session_id=session_id: held(first, session_id))
+        proxy.cut()
+        resp = await first.client.post("/v1/auth/logout", headers=bearer(ended))
+        assert (resp.status, resp.body) == (200, b"")
+        await refused_everywhere((first, cut), ended)
+        assert await authenticated(cut.client, kept)  # from the table while Redis is away
+        proxy.restore()
 
-            async def live() -> bool:
-                return cut.runtime.near.live
-            await poll(live, timeout=10)
-            await refused_everywhere((first, cut), ended)()
-            assert await authenticated(cut.client, kept) and await authenticated(first.client, kept)
-    finally:
-        proxy.close()
+        async def live() -> bool:
+            return cut.runtime.near.live
+        await poll(live, timeout=10)
+        await refused_everywhere((first, cut), ended)
+        assert await authenticated(cut.client, kept) and await authenticated(first.client, kept)
 
 
 async def test_a_logout_in_a_process_cut_off_from_redis_reaches_the_others_once_it_is_back(
         env: dict[str, str]) -> None:
     """The logging-out process cannot tell the others while it cannot reach Redis (the shared cache has
     the same gap); its eviction is redone as soon as it can."""
-    proxy = TcpProxy(6379)
-    settings = {**env, "CACHE_TYPE": "redis"}
-    try:
-        async with serve_app(settings, plugins=AUTH_ONLY) as other, \
-                serve_app({**settings, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}, plugins=AUTH_ONLY) as cut:
-            session_id = await new_session(other.client, "vasya")
-            await poll(lambda: held(other, session_id))
-            await poll(lambda: held(cut, session_id))
-            proxy.cut()
-            resp = await cut.client.post("/v1/auth/logout", headers=bearer(session_id))
-            assert (resp.status, resp.body) == (200, b"")
-            assert_error(await probe(cut.client, bearer(session_id)), 401, "invalid-session-id")
-            proxy.restore()
+    async with two_servers_one_behind_a_proxy(env) as (other, cut, proxy):
+        session_id = await new_session(other.client, "vasya")
+        await poll(lambda: held(other, session_id))
+        await poll(lambda: held(cut, session_id))
+        proxy.cut()
+        resp = await cut.client.post("/v1/auth/logout", headers=bearer(session_id))
+        assert (resp.status, resp.body) == (200, b"")
+        assert_error(await probe(cut.client, bearer(session_id)), 401, "invalid-session-id")
+        proxy.restore()
 
-            async def told() -> bool:
-                resp = await probe(other.client, bearer(session_id))
-                return resp.status == 401 and resp.json == {"message": "invalid-session-id"}
-            await poll(told, timeout=10)
-            await refused_everywhere((other, cut), session_id)()
-    finally:
-        proxy.close()
+        async def told() -> bool:
+            resp = await probe(other.client, bearer(session_id))
+            return resp.status == 401 and resp.json == {"message": "invalid-session-id"}
+        await poll(told, timeout=10)
+        await refused_everywhere((other, cut), session_id)

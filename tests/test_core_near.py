@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 
@@ -60,6 +60,20 @@ async def until_live(*nears: NearCache, timeout: float = 10) -> None:
     await poll(live, timeout)
 
 
+@asynccontextmanager
+async def holding_behind_a_proxy(make_near: NearCacheMaker) -> AsyncIterator[tuple[NearCache, TcpProxy]]:
+    """A live near cache whose Redis link goes through a proxy the test can cut, holding ``g`` = ``v``."""
+    proxy = TcpProxy(6379)
+    try:
+        near = await make_near(port=proxy.port)
+        await until_live(near)
+        with near.reading("g") as read:
+            assert read.keep(b"v", 30)
+        yield near, proxy
+    finally:
+        proxy.close()
+
+
 async def test_a_value_kept_near_is_served_until_another_process_evicts_it(make_near: NearCacheMaker) -> None:
     first, second = await make_near(), await make_near()
     await until_live(first, second)
@@ -105,12 +119,7 @@ async def test_a_read_raced_by_an_eviction_is_not_kept(make_near: NearCacheMaker
 
 async def test_a_lost_subscription_drops_the_copy_and_nothing_is_trusted_until_it_is_back(
         make_near: NearCacheMaker) -> None:
-    proxy = TcpProxy(6379)
-    try:
-        near = await make_near(port=proxy.port)
-        await until_live(near)
-        with near.reading("g") as read:
-            assert read.keep(b"v", 30)
+    async with holding_behind_a_proxy(make_near) as (near, proxy):
         with near.reading("h") as begun:
             proxy.cut()
 
@@ -128,17 +137,10 @@ async def test_a_lost_subscription_drops_the_copy_and_nothing_is_trusted_until_i
         with near.reading("g") as read:
             assert read.keep(b"v", 30)
         assert near.get("g") == b"v"
-    finally:
-        proxy.close()
 
 
 async def test_a_silent_partition_stops_the_trust_within_two_heartbeats(make_near: NearCacheMaker) -> None:
-    proxy = TcpProxy(6379)
-    try:
-        near = await make_near(port=proxy.port)
-        await until_live(near)
-        with near.reading("g") as read:
-            assert read.keep(b"v", 30)
+    async with holding_behind_a_proxy(make_near) as (near, proxy):
         proxy.stall()  # no reset, no FIN: only the heartbeat can tell
 
         async def distrusted() -> bool:
@@ -151,8 +153,6 @@ async def test_a_silent_partition_stops_the_trust_within_two_heartbeats(make_nea
         proxy.restore()
         await until_live(near)
         assert near.get("g") is None
-    finally:
-        proxy.close()
 
 
 async def test_an_eviction_that_could_not_reach_redis_is_redone_when_it_is_back(
