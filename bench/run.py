@@ -168,6 +168,14 @@ class Bench:
         return self.res
 
 
+def setting(raw: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--set`` as a pair (argparse reports anything else as a usage error)."""
+    name, sep, value = raw.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {raw!r}")
+    return name, value
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n", 1)[0])
@@ -177,7 +185,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of each measured run")
     parser.add_argument("--connections", type=int, help="wrk connections (W1-W3)")
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings", type=setting,
                         help="a server setting for every start (repeatable), e.g. --set CHATS_POST_BATCH=1")
     return parser.parse_args(argv)
 
@@ -201,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(**{**settings.__dict__, **overrides})
     started = time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    stack = Stack(log_dir, extra=dict(item.partition("=")[::2] for item in args.settings))
+    stack = Stack(log_dir, extra=dict(args.settings))
     bench = Bench(stack, settings, only)
     bench.say(f"server logs in {log_dir}")
     results = bench.run()
