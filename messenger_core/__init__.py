@@ -1,7 +1,90 @@
 """Messenger API core: a small Tornado platform whose features arrive as pluggy plugins.
 
-Reading order for newcomers: ``hookspecs.py`` (what a plugin can contribute), then one plugin
-under ``plugins/``, then ``app.py`` and ``web.py`` (how the contributions are assembled).
+This module is the **public surface**: a plugin imports every name it needs from
+``messenger_core`` itself (``from messenger_core import hookimpl, BaseHandler, ApiError``).  Every
+other module of the package is internal and may change between releases.
+
+Names are loaded on first use (PEP 562), so a plugin's hooks module that names only ``hookimpl``
+and ``Runtime`` does not import Tornado's web stack or apispec.
+
+Reading order for newcomers: ``hookspecs.py`` (what a plugin can contribute), this list, then one
+plugin under ``plugins/`` and the plugin author's guide, ``docs/plugins.md``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# public name -> the internal module that defines it
+_EXPORTS: dict[str, str] = {
+    # hooks
+    "hookimpl": "hookspecs",
+    # HTTP
+    "BaseHandler": "web",
+    "Identity": "web",
+    "RequestHook": "web",
+    "parse_uuid": "web",
+    "dumps": "web",
+    # errors
+    "ApiError": "errors",
+    "DatabaseUnavailable": "errors",
+    "bad_parameters": "errors",
+    "database_unavailable": "errors",
+    "service_unavailable": "errors",
+    # settings
+    "Config": "settings",
+    "Section": "settings",
+    "Setting": "settings",
+    "boolean": "settings",
+    "choice": "settings",
+    "integer": "settings",
+    "number": "settings",
+    "string": "settings",
+    # data, cache, queue
+    "Database": "db",
+    "Lane": "db",
+    "Migrations": "db",
+    "Cache": "cache",
+    "MemoryCache": "cache",
+    "Batcher": "batch",
+    "Task": "broker",
+    "Availability": "health",
+    "storable_text": "validate",
+    # the per-process runtime
+    "Runtime": "runtime",
+}
+
+__all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
+           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
+           "Runtime", "Section", "Setting", "Task", "bad_parameters", "boolean", "choice",
+           "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
+           "service_unavailable", "storable_text", "string"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .batch import Batcher
+    from .broker import Task
+    from .cache import Cache, MemoryCache
+    from .db import Database, Lane, Migrations
+    from .errors import ApiError, DatabaseUnavailable, bad_parameters, database_unavailable, service_unavailable
+    from .health import Availability
+    from .hookspecs import hookimpl
+    from .runtime import Runtime
+    from .settings import Config, Section, Setting, boolean, choice, integer, number, string
+    from .validate import storable_text
+    from .web import BaseHandler, Identity, RequestHook, dumps, parse_uuid
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'messenger_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -27,7 +27,7 @@ from .errors import StartupError, service_unavailable
 from .health import Availability
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import Runtime
+    from .runtime import Runtime
 
 log = logging.getLogger("messenger.broker")
 

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from . import __version__
-from .app import Runtime, make_app
+from .app import make_app
+from .runtime import Runtime
 from .broker import Consumer
 from .db import migrate_down, migrate_up
 from .errors import ConfigError, StartupError

@@ -17,6 +17,10 @@ class ApiError(HTTPError):
         return f"ApiError({self.status_code}, {self.code!r})"
 
 
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached right now (raised by the data layer; the web layer answers 503)."""
+
+
 class ConfigError(Exception):
     """A setting has a value that cannot be used; the message names the variable."""
 

@@ -19,7 +19,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from tornado.routing import _RuleList
 
-    from .app import Runtime
+    from .runtime import Runtime
     from .db import Migrations
     from .settings import Config, Section
     from .broker import Task
@@ -126,7 +126,7 @@ def messenger_task_handlers(config: "Config") -> "list[Task]":
 def messenger_startup(runtime: "Runtime") -> None:
     """Open the plugin's resources; called once per process after the core's pools exist.
 
-    ``runtime`` is the process's :class:`~messenger_core.app.Runtime` (API worker or consumer);
+    ``runtime`` is the process's :class:`~messenger_core.Runtime` (API worker or consumer);
     keep plugin state in ``runtime.state["<plugin>"]``.  Must not fail because Redis or RabbitMQ
     is down: degrade and retry later instead.
     """

@@ -18,7 +18,8 @@ from .errors import ApiError, bad_parameters
 from .plugins import gather, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import MessengerApp, Runtime
+    from .app import MessengerApp
+    from .runtime import Runtime
 
 log = logging.getLogger("messenger.web")
 

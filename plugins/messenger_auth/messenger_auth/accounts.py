@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from messenger_core.db import Database
+from messenger_core import Database
 
 
 @dataclass(frozen=True)

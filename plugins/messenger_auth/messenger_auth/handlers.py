@@ -5,15 +5,15 @@ from __future__ import annotations
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from messenger_core.errors import ApiError
-from messenger_core.web import BaseHandler
+from messenger_core import ApiError
+from messenger_core import BaseHandler
 
 from . import accounts, sessions
 from .passwords import ScryptCost, hash_password_async, verify_password_async
 from .schemas import CredentialsSchema
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
+    from messenger_core import Runtime
 
     from .settings import AuthSettings
 

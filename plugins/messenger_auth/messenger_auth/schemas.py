@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from messenger_core.validate import storable_text
+from messenger_core import storable_text
 
 
 class CredentialsSchema(Schema):

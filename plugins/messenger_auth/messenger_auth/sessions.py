@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from messenger_core.errors import ApiError
-from messenger_core.web import Identity, parse_uuid
+from messenger_core import ApiError
+from messenger_core import Identity, parse_uuid
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
-    from messenger_core.web import BaseHandler
+    from messenger_core import Runtime
+    from messenger_core import BaseHandler
 
     from .settings import AuthSettings
 

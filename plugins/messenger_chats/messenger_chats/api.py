@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 
-from messenger_core.db import Database
+from messenger_core import Database
 
 __all__ = ["chats_of_account", "member_scope"]
 

@@ -18,7 +18,7 @@ import re
 import struct
 import uuid
 
-from messenger_core.errors import ApiError
+from messenger_core import ApiError
 
 _PAYLOAD = struct.Struct(">16sQ")
 _CHECK_SIZE = 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from messenger_core.web import BaseHandler, parse_uuid
+from messenger_core import BaseHandler, parse_uuid
 
 from . import cursor
 from .schemas import ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, PageQuerySchema

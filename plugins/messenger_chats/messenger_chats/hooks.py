@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger_core.app import Runtime
-from messenger_core.db import Migrations
-from messenger_core.hookspecs import hookimpl
-from messenger_core.settings import Config
+from messenger_core import Runtime
+from messenger_core import Migrations
+from messenger_core import hookimpl
+from messenger_core import Config
 
 from .handlers import STATE_KEY, default_handlers
 from .schemas import SCHEMAS

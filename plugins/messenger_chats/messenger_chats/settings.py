@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messenger_core.settings import Section, Setting, boolean, integer
+from messenger_core import Section, Setting, boolean, integer
 
 
 class ChatsSettings(Section):

@@ -44,11 +44,11 @@ from typing import Any
 
 import psycopg
 
-from messenger_core.batch import Batcher
-from messenger_core.cache import Cache, MemoryCache
-from messenger_core.db import Database, Lane
-from messenger_core.errors import ApiError
-from messenger_core.web import dumps
+from messenger_core import Batcher
+from messenger_core import Cache, MemoryCache
+from messenger_core import Database, Lane
+from messenger_core import ApiError
+from messenger_core import dumps
 
 from . import cursor
 from .settings import ChatsSettings

@@ -6,8 +6,8 @@ import re
 import uuid
 
 from messenger_chats import api as chats_api
-from messenger_core.errors import ApiError
-from messenger_core.web import BaseHandler, dumps, parse_uuid
+from messenger_core import ApiError
+from messenger_core import BaseHandler, dumps, parse_uuid
 
 from .schemas import SearchRequestSchema, SearchResultsQuerySchema
 from .store import FAILED, SUCCESS, TaskInfo, bad_cursor, task_not_found

@@ -6,10 +6,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from messenger_core.broker import Task
-from messenger_core.db import Migrations
-from messenger_core.hookspecs import hookimpl
-from messenger_core.settings import Config
+from messenger_core import Task
+from messenger_core import Migrations
+from messenger_core import hookimpl
+from messenger_core import Config
 
 from . import handlers, schemas, tsconfig
 from .settings import SearchSettings
@@ -17,7 +17,7 @@ from .store import MemoryStore, RedisStore, SearchStore
 from .tasks import STATE_KEY, SearchState, search_task
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
+    from messenger_core import Runtime
 
 log = logging.getLogger("messenger.search")
 

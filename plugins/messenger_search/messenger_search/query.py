@@ -25,7 +25,7 @@ from uuid import UUID
 
 import psycopg
 
-from messenger_core.db import Database
+from messenger_core import Database
 
 log = logging.getLogger("messenger.search.query")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from messenger_core.validate import storable_text
+from messenger_core import storable_text
 
 STATUSES = ("WAITING", "IN_PROCESS", "SUCCESS", "FAILED")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messenger_core.settings import Section, Setting, integer, number, string
+from messenger_core import Section, Setting, integer, number, string
 
 
 class SearchSettings(Section):

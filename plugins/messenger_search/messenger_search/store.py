@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from messenger_core.errors import ApiError, service_unavailable
-from messenger_core.health import Availability
+from messenger_core import ApiError, service_unavailable
+from messenger_core import Availability
 
 log = logging.getLogger("messenger.search.store")
 

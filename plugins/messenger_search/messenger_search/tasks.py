@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from messenger_chats import api as chats_api
-from messenger_core.broker import Task
-from messenger_core.errors import ApiError
-from messenger_core.settings import Config
+from messenger_core import Task
+from messenger_core import ApiError
+from messenger_core import Config
 
 from .query import search
 from .settings import SearchSettings
 from .store import FINISHED, SearchStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
+    from messenger_core import Runtime
 
 log = logging.getLogger("messenger.search.task")
 

@@ -16,8 +16,8 @@ import logging
 import psycopg
 from psycopg import sql
 
-from messenger_core.db import Database
-from messenger_core.errors import ApiError
+from messenger_core import Database
+from messenger_core import ApiError
 
 from .query import TS_CONFIG
 

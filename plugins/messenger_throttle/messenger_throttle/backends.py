@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from messenger_core.health import Availability
+from messenger_core import Availability
 
 log = logging.getLogger("messenger.throttle")
 

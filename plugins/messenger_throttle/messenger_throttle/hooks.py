@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_core.hookspecs import hookimpl
-from messenger_core.web import RequestHook
+from messenger_core import hookimpl
+from messenger_core import RequestHook
 
 from .limiter import throttle_of, throttle_request
 from .settings import ThrottleSettings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
-    from messenger_core.settings import Config
-    from messenger_core.web import BaseHandler
+    from messenger_core import Runtime
+    from messenger_core import Config
+    from messenger_core import BaseHandler
 
 
 @hookimpl

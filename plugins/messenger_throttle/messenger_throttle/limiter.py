@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_core.errors import ApiError
+from messenger_core import ApiError
 
 from .backends import Backend, Decision, MemoryBackend, RedisBackend
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core.app import Runtime
-    from messenger_core.web import BaseHandler
+    from messenger_core import Runtime
+    from messenger_core import BaseHandler
 
     from .settings import ThrottleSettings
 

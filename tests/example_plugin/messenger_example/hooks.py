@@ -10,10 +10,10 @@ from typing import Any
 import marshmallow
 from marshmallow import fields, validate
 
-from messenger_core.broker import Task
-from messenger_core.db import Migrations
-from messenger_core.hookspecs import hookimpl
-from messenger_core.web import BaseHandler
+from messenger_core import Task
+from messenger_core import Migrations
+from messenger_core import hookimpl
+from messenger_core import BaseHandler
 
 log = logging.getLogger("messenger.example")
 
