@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pika.exceptions
 
-from .errors import StartupError, service_unavailable
+from .errors import ServiceUnavailable, StartupError
 from .health import Availability
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,7 +104,7 @@ class TaskQueue(ABC):
 
     @abstractmethod
     async def publish(self, name: str, payload: dict[str, Any]) -> None:
-        """Queue a task; returns once it is safely accepted, else raises 503 service-unavailable."""
+        """Queue a task; returns once it is safely accepted, else raises ``ServiceUnavailable`` (503)."""
 
     async def start(self, runtime: "Runtime") -> None:
         """Start background work (the embedded worker)."""
@@ -174,7 +174,7 @@ class RabbitQueue(TaskQueue):
 
     Each publish waits for the broker's confirm of a persistent, mandatory message.  A broken
     connection is replaced once per publish; if RabbitMQ still cannot take the message the caller
-    gets 503 ``service-unavailable`` and nothing was accepted.
+    gets ``ServiceUnavailable`` (503) and nothing was accepted.
     """
 
     def __init__(self, tasks: dict[str, Task], url: str) -> None:
@@ -227,7 +227,7 @@ class RabbitQueue(TaskQueue):
             await loop.run_in_executor(self._executor, self._publish_blocking, task, encode(name, payload))
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.health.failed(exc)
-            raise service_unavailable() from exc
+            raise ServiceUnavailable(str(exc)) from exc
         self.health.succeeded()
 
     async def close(self) -> None:

@@ -89,6 +89,19 @@ class PluginManager:
                 results.append((impl.plugin_name, value))
         return results
 
+    async def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        """Await each implementation of a hook in pluggy's call order; the first result that is not None.
+
+        ``async def`` implementations are awaited one after the other, so (unlike a plain pluggy
+        ``firstresult`` call, where a coroutine counts as a result) any of them may decline with None.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy calls the last registered first
+            value = await resolve(impl.function(**{key: kwargs[key] for key in impl.argnames}))
+            if value is not None:
+                return value
+        return None
+
     def load_config(self, core: CoreSettings, environ: Mapping[str, str]) -> Config:
         """Build the full Config: the core section plus every enabled plugin's section."""
         config = Config(core)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from messenger_chats import api as chats_api
 from messenger_core import Task
-from messenger_core import ApiError
+from messenger_core import Unavailable
 from messenger_core import Config
 
 from .query import search
@@ -49,9 +49,6 @@ def state_of(runtime: "Runtime") -> SearchState:
     return runtime.state[STATE_KEY]
 
 
-OUTAGES = ("service-unavailable", "database-unavailable")
-
-
 async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     """Run ``call``; in the consumer, retry while Redis or PostgreSQL is unreachable.
 
@@ -63,8 +60,8 @@ async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await call()
-        except ApiError as exc:
-            if not state.patient or exc.code not in OUTAGES:
+        except Unavailable as exc:
+            if not state.patient:
                 raise
             if delay == 0.2:
                 log.warning("search task waits: %s", exc.code)
