@@ -57,12 +57,13 @@ _EXPORTS: dict[str, str] = {
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
+    "Backoff": "aio",
     "storable_text": "validate",
     # the per-process runtime
     "Runtime": "runtime",
 }
 
-__all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
+__all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
            "Runtime", "Section", "ServiceUnavailable", "Setting", "Task", "Unavailable",
            "bad_parameters", "boolean", "choice", "database_unavailable", "dumps", "hookimpl",
@@ -70,6 +71,7 @@ __all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Confi
            "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .aio import Backoff
     from .batch import Batcher
     from .broker import Task
     from .cache import Cache, MemoryCache

@@ -58,19 +58,6 @@ class Task:
     on_give_up: GiveUpHandler | None = None
 
 
-def collect_tasks(results: list[tuple[str, list[Task]]]) -> dict[str, Task]:
-    """Merge the plugins' task lists; a name claimed twice stops start-up."""
-    tasks: dict[str, Task] = {}
-    owners: dict[str, str] = {}
-    for plugin, items in results:
-        for task in items:
-            if task.name in tasks:
-                raise StartupError(f"task {task.name!r} is declared by both {owners[task.name]!r} and {plugin!r}")
-            tasks[task.name] = task
-            owners[task.name] = plugin
-    return tasks
-
-
 async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", attempt: int) -> bool:
     """Run one task; True when it finished or was given up (ack it), False to retry it."""
     try:

@@ -67,6 +67,18 @@ def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":
 
 
 @hookspec
+def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, dict[str, Any]]]":
+    """Contribute reusable OpenAPI components that operations refer to in one line.
+
+    Returns ``{"parameters": {"Name": parameter}, "responses": {"Name": response}}`` (either key may
+    be left out).  A handler's docstring then says ``parameters: [ChatId]`` for a parameter and
+    ``404: ChatNotFound`` for a response.  The core contributes the shared error responses
+    (``BadParameters``, ``DatabaseUnavailable``, ``ServiceUnavailable``, ``Unauthorized``,
+    ``TooManyRequests``, ``PayloadTooLarge``).  A name claimed twice stops start-up.
+    """
+
+
+@hookspec
 def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
     """Contribute request hooks ("middlewares") run in ``BaseHandler.prepare()``.
 

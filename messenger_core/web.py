@@ -15,7 +15,7 @@ import marshmallow
 from tornado.web import HTTPError, RequestHandler
 
 from .errors import STATUS_CODES, ApiError, Unavailable, bad_parameters, database_unavailable, not_found
-from .plugins import gather
+from .aio import gather
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp

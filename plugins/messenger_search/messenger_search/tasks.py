@@ -17,7 +17,7 @@ from uuid import UUID
 
 from messenger_chats import api as chats_api
 from messenger_core import Task
-from messenger_core import Unavailable
+from messenger_core import Backoff, Unavailable
 from messenger_core import Config
 
 from .query import search
@@ -56,17 +56,16 @@ async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     service is back, or RabbitMQ redelivers it if this consumer is stopped.  The embedded worker
     fails fast instead (its task would die with the process anyway).
     """
-    delay = 0.2
+    backoff = Backoff(0.2, 5.0)
     while True:
         try:
             return await call()
         except Unavailable as exc:
             if not state.patient:
                 raise
-            if delay == 0.2:
+            if backoff.fresh:
                 log.warning("search task waits: %s", exc.code)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        await asyncio.sleep(backoff.next())
 
 
 def owner_of(who: dict[str, Any]) -> str:
