@@ -10,10 +10,7 @@ from typing import Any
 import marshmallow
 from marshmallow import fields, validate
 
-from messenger_core import Task
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import BaseHandler
+from messenger_core import BaseHandler, Migrations, Task, hookimpl
 
 log = logging.getLogger("messenger.example")
 
