@@ -1,4 +1,8 @@
-"""Fixtures: a fresh database per test, settings for it, and a real in-process server."""
+"""Fixtures: a fresh database per test, settings for it, and a real in-process server.
+
+They build on the testing kit's fixtures (``messenger_core.testing``, loaded by the conftest.py at the
+top of the repository).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from chats_support import chats_server
 from example_helpers import installed_example
-from support import REDIS_URL, AppServer, base_env, create_database, drop_database, serve_app
+from support import REDIS_URL, AppServer, base_env, serve_app
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this test (dropped afterwards)."""
-    name = create_database()
-    yield name
-    drop_database(name)
+def database(messenger_database: str) -> str:
+    """A new, empty PostgreSQL database for this test (the kit's, dropped afterwards)."""
+    return messenger_database
 
 
 @pytest.fixture
@@ -41,6 +44,13 @@ async def server(env: dict[str, str]) -> AsyncIterator[AppServer]:
     """The app with every plugin, auth on, memory cache, embedded worker, on an unused port."""
     async with serve_app(env) as app_server:
         yield app_server
+
+
+@pytest.fixture
+async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
+    """The app with only the chats plugin (auth off, as the course's black-box tests run it)."""
+    async with chats_server(env) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 from example_helpers import example_plugin
-from support import PG_HOST, PG_USER, RMQ_URL, TcpProxy, delete_rabbit_queue, poll, serve_app, start_consumer
+from support import RMQ_URL, conninfo, TcpProxy, delete_rabbit_queue, poll, serve_app, start_consumer
 
 
 def _runs(database: str) -> dict[str, tuple[int, int]]:
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
+    with psycopg.connect(conninfo(database)) as conn:
         rows = conn.execute("SELECT id, attempt, pid FROM example_runs").fetchall()
     return {row[0]: (row[1], row[2]) for row in rows}
 
