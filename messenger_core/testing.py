@@ -355,9 +355,9 @@ async def start_api(env: Mapping[str, str], log_path: Path, ready: str = "/ping_
     return proc, client
 
 
-def start_consumer(env: Mapping[str, str], log_path: Path) -> Process:
-    """Start ``messenger-consumer`` (it logs 'consumer ready' once it consumes)."""
-    return Process([str(BIN / "messenger-consumer")], env, log_path)
+def start_consumer(env: Mapping[str, str], log_path: Path, bin_dir: Path = BIN) -> Process:
+    """Start ``messenger-consumer`` (from ``bin_dir``); it logs 'consumer ready' once it consumes."""
+    return Process([str(bin_dir / "messenger-consumer")], env, log_path)
 
 
 def delete_rabbit_queue(queue: str, exchange: str) -> None:

@@ -6,14 +6,18 @@ top of the repository).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from chats_support import chats_server
-from example_helpers import installed_example
+from example_helpers import example_venv
 from support import REDIS_URL, AppServer, base_env, serve_app
+
+# the example plugin's own tests run in the plugin's virtual environment (test_core_packaging.py)
+collect_ignore = ["example_plugin"]
 
 
 @pytest.fixture
@@ -54,7 +58,6 @@ async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
 
 
 @pytest.fixture(scope="session")
-def example_installed() -> Iterator[None]:
-    """The example plugin (tests/example_plugin) pip-installed into the venv for subprocess servers."""
-    with installed_example():
-        yield
+def example_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin dir of a fresh venv with the example plugin pip-installed, for subprocess servers."""
+    return example_venv(tmp_path_factory.mktemp("example-venv"))

@@ -19,8 +19,8 @@ from messenger_core.testing import (BIN, RUN_ID, AppServer, Client, Process, Res
 
 __all__ = ["ALL_PLUGINS", "BIN", "PG_HOST", "PG_USER", "REDIS_URL", "RMQ_URL", "RUN_ID", "AppServer", "Client",
            "Process", "Response", "TcpProxy", "admin_conninfo", "assert_error", "base_env", "conninfo",
-           "create_database", "delete_rabbit_queue", "drop_database", "free_port", "load_plugins", "poll",
-           "serve_app", "sql", "start_api", "start_consumer", "wait_serving"]
+           "create_database", "delete_rabbit_queue", "drop_database", "free_port", "kit_settings", "load_plugins",
+           "poll", "serve_app", "sql", "start_api", "start_consumer", "wait_serving"]
 
 PG_HOST = kit_settings().postgres_host
 PG_USER = kit_settings().postgres_user
