@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chats_support import chats_server, conninfo, join, lock_waiters, new_chat, read_all
+from chats_support import chats_server, join, lock_waiters, new_chat, read_all
 from messenger_chats.state import store_of
 from messenger_chats.store import POST_MESSAGES, ChatStore
-from support import Client, poll, start_api
+from support import Client, conninfo, poll, start_api
 
 
 async def _positions(database: str) -> dict[str, list[tuple[int, str]]]:
