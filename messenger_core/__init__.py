@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "Task": "broker",
     "Availability": "health",
     "storable_text": "validate",
+    # metrics: the module itself (``from messenger_core import metrics``; metrics.counter(...))
+    "metrics": "metrics",
     # the per-process runtime
     "Runtime": "runtime",
 }
@@ -60,10 +62,11 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
            "Runtime", "Section", "Setting", "Task", "bad_parameters", "boolean", "choice",
-           "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
+           "database_unavailable", "dumps", "hookimpl", "integer", "metrics", "number", "parse_uuid",
            "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from . import metrics
     from .batch import Batcher
     from .broker import Task
     from .cache import Cache, MemoryCache
@@ -81,7 +84,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'messenger_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    loaded = importlib.import_module(f".{module}", __name__)
+    value = loaded if module == name else getattr(loaded, name)
     globals()[name] = value
     return value
 
