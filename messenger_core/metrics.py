@@ -22,12 +22,14 @@ total never goes backwards when a worker is replaced.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -170,3 +172,33 @@ def render() -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry, path=path)
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+# ---- a process with no web server of its own (messenger-consumer) ------------------------------
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
+        """No line per scrape on stderr."""
+
+
+def serve_in_thread(host: str, port: int, allow: Sequence[Any]) -> WSGIServer:
+    """Serve this process's metrics at ``http://host:port/metrics`` from a daemon thread.
+
+    Clients outside ``allow`` (ip networks) get 404 ``not-found``, as from the API.
+    """
+    from prometheus_client import make_wsgi_app  # pylint: disable=import-outside-toplevel
+    exporter = make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            allowed = any(ipaddress.ip_address(environ.get("REMOTE_ADDR", "")) in net for net in allow)
+        except ValueError:
+            allowed = False
+        if not allowed or environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"message":"not-found"}']
+        return exporter(environ, start_response)
+
+    server = make_server(host or "0.0.0.0", port, app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

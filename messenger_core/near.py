@@ -62,6 +62,7 @@ from redis.exceptions import RedisError
 
 from .cache import Cache, Lru, RedisCache
 from .health import Availability
+from .instruments import cache_lookup
 from .settings import Config
 
 log = logging.getLogger("messenger.near")
@@ -154,7 +155,9 @@ class NearCache:
             self.start()
         if not self.live:
             return None
-        return self._data.get(key)
+        found = self._data.get(key)
+        cache_lookup("near", key, found is not None)
+        return found
 
     def reading(self, key: str) -> Read:
         """Register a read of ``key`` that is about to start (see :class:`Read`)."""
