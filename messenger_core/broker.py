@@ -79,6 +79,7 @@ async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", atte
     try:
         await task.handler(payload=payload, runtime=runtime, attempt=attempt)
         _count(task, "done", started)
+        log.info("task %s done in %.1fms (attempt %d)", task.name, 1000.0 * (time.monotonic() - started), attempt)
         return True
     except Exception as exc:  # pylint: disable=broad-exception-caught
         if attempt < task.max_attempts:

@@ -144,7 +144,8 @@ class Supervisor:
                 status = 1
                 continue
             time.sleep(min(0.2 * self.fast_failures, 2.0))
-            self._spawn()
+            if not self.stopping:  # a SIGTERM during the pause was forwarded to the others only
+                self._spawn()
         return status
 
 
