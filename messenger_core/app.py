@@ -59,7 +59,7 @@ class MessengerApp(Application):
         return self._openapi
 
     def log_request(self, handler: Any) -> None:
-        """Count the request in the metrics; one access-log line: status, method, route, path, latency, client."""
+        """Count the request in the metrics; one access-log line: status, method, URI, latency, client, route."""
         status = handler.get_status()
         request = handler.request
         seconds = request.request_time()
@@ -70,8 +70,8 @@ class MessengerApp(Application):
             return
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         ms = round(1000.0 * seconds, 1)
-        access_log.log(level, "%d %s %s %s %.1fms %s", status, request.method, route, request.uri, ms,
-                       request.remote_ip,
+        access_log.log(level, "%d %s %s %.1fms %s %s", status, request.method, request.uri, ms,
+                       request.remote_ip, route,
                        extra={"method": request.method, "route": route, "path": request.path, "status": status,
                               "duration_ms": ms, "client": request.remote_ip,
                               "request_id": getattr(handler, "request_id", None) or None})
