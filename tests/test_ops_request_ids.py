@@ -98,7 +98,8 @@ def get_metrics(port: int, source: str) -> tuple[int, str]:
 async def test_the_consumer_logs_the_request_id_and_serves_its_metrics(rabbit_env: dict[str, str],
                                                                        tmp_path: Path) -> None:
     port = free_port()
-    async with serve_app({**rabbit_env, "TRUSTED_PROXIES": "127.0.0.1"}, ("messenger_chats", "messenger_search")) as srv:
+    trusting = {**rabbit_env, "TRUSTED_PROXIES": "127.0.0.1"}
+    async with serve_app(trusting, ("messenger_chats", "messenger_search")) as srv:
         client = srv.client
         chat = await new_chat(client)
         user = await join(client, chat)
