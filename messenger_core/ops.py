@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import metrics
-from .errors import ApiError
+from .errors import not_found
 from .web import BaseHandler
 
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"  # protocol 0-9-1: the broker answers with Connection.Start
@@ -116,7 +116,7 @@ class MetricsHandler(BaseHandler):
             description: 'not-found: the client is not in METRICS_ALLOW'
         """
         if not metrics_allowed(self.runtime.config.metrics_allow, self.client_ip):
-            raise ApiError(404, "not-found")
+            raise not_found()
         body, content_type = await asyncio.get_running_loop().run_in_executor(None, metrics.render)
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
