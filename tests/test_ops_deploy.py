@@ -95,7 +95,6 @@ async def test_nginx_passes_its_request_id_and_hides_metrics(env: dict[str, str]
         assert re.fullmatch(r"[0-9a-f]{32}", rid)
         assert f"rid={rid}" in nginx.log  # nginx's own $request_id, kept by the app
 
-
         async def logged() -> bool:  # the access line is written just after the response
             return f"request_id={rid}" in app.log
         await poll(logged, timeout=5)
