@@ -59,6 +59,42 @@ def parse_uuid(value: str | None) -> uuid.UUID | None:
         return None
 
 
+#: Deepest nesting of arrays and objects a request body may have (API.md, Conventions).
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_over(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests arrays/objects more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def load_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a request body; ValueError when it is not JSON or nests deeper than ``max_depth``.
+
+    A body with fewer brackets than the bound cannot pass it and is not walked; a body nested
+    thousands of levels deep stops Python's parser with RecursionError, which is a ValueError here.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth_over(data, max_depth):
+        raise ValueError("JSON nested too deeply")
+    return data
+
+
 SchemaArg = type[marshmallow.Schema] | marshmallow.Schema
 
 
@@ -171,11 +207,13 @@ class BaseHandler(RequestHandler):
     def load_body(self, schema: SchemaArg) -> dict[str, Any]:
         """The JSON object body validated by ``schema``; anything else is 400 bad-parameters.
 
+        A body nested deeper than ``MAX_JSON_DEPTH`` levels is refused before the schema sees it.
+
         Pass the schema class: one instance per class is reused (building a marshmallow schema
         deep-copies its fields, a cost no request should pay).
         """
         try:
-            data = json.loads(self.request.body or b"")
+            data = load_json(self.request.body or b"")
         except (ValueError, UnicodeDecodeError):
             raise bad_parameters() from None
         if not isinstance(data, dict):
