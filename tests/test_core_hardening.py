@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
 import pytest
 
 from example_helpers import example_plugin
-from messenger_core.web import MAX_JSON_DEPTH, load_json
+from messenger_core.web import MAX_BODY_BYTES, MAX_JSON_DEPTH, load_json
 from support import AppServer, serve_app
 
 
@@ -53,4 +55,80 @@ async def test_deep_json_on_register_is_400(server: AppServer, caplog: pytest.Lo
     raw = b'{"user_name": "deep", "password": ' + b"[" * 3000 + b"]" * 3000 + b"}"
     resp = await server.client.request("POST", "/v1/auth/register", raw=raw)
     assert (resp.status, resp.json) == (400, {"message": "bad-parameters"})
+    assert not [r for r in caplog.records if r.levelno > logging.WARNING], caplog.text
+
+
+async def raw_exchange(url: str, head: bytes, body_chunks: list[bytes]) -> bytes:
+    """Send a request as raw bytes (headers, then the body chunks, as a client streaming its upload
+    would) and read everything the server answers until it closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head)
+    try:
+        for chunk in body_chunks:
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass  # the server may stop reading once it has answered
+    answer = b""
+    try:
+        answer = await asyncio.wait_for(reader.read(1 << 20), 10)
+        while True:
+            more = await asyncio.wait_for(reader.read(1 << 20), 10)
+            if not more:
+                break
+            answer += more
+    except ConnectionError:
+        pass
+    writer.close()
+    return answer
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one raw HTTP/1.1 response."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_too_large(status: int, headers: dict[str, str], body: bytes) -> None:
+    """413 with the one JSON error body."""
+    assert status == 413, (status, headers, body)
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body[:int(headers["content-length"])]) == {"message": "payload-too-large"}
+
+
+async def test_body_over_one_mib_is_413_json(bare: AppServer) -> None:
+    resp = await bare.client.request("POST", "/v1/example/echo", raw=b"x" * (MAX_BODY_BYTES + 1))
+    assert (resp.status, resp.json) == (413, {"message": "payload-too-large"}), resp
+    assert resp.headers["Content-Type"].startswith("application/json")
+    # exactly the limit is read (and then judged by the schema)
+    resp = await bare.client.request("POST", "/v1/example/echo", raw=b" " * MAX_BODY_BYTES)
+    assert (resp.status, resp.json) == (400, {"message": "bad-parameters"})
+    resp = await bare.client.post("/v1/example/echo", {"text": "after"})
+    assert (resp.status, resp.json) == (200, {"text": "after"})
+
+
+async def test_announced_and_streamed_oversized_bodies_get_413_json(bare: AppServer,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    size = 8 * MAX_BODY_BYTES
+    head = (f"POST /v1/example/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    answer = await raw_exchange(bare.url, head, [b" " * 65536] * (size // 65536))
+    assert_too_large(*parse_answer(answer))
+    # the client waits for "100 Continue" and gets the refusal before sending anything
+    head = head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    assert_too_large(*parse_answer(await raw_exchange(bare.url, head, [])))
+    # a chunked upload has no length to announce: it is refused once it passes the limit
+    head = (b"POST /v1/example/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"10000\r\n" + b" " * 65536 + b"\r\n"
+    answer = await raw_exchange(bare.url, head, [chunk] * (size // 65536) + [b"0\r\n\r\n"])
+    assert_too_large(*parse_answer(answer))
+    resp = await bare.client.post("/v1/example/echo", {"text": "after"})
+    assert (resp.status, resp.json) == (200, {"text": "after"})
     assert not [r for r in caplog.records if r.levelno > logging.WARNING], caplog.text
