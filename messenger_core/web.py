@@ -225,6 +225,14 @@ class BaseHandler(RequestHandler):
         self._counted = True
         self.application.runtime.inflight += 1
 
+    def clear(self) -> None:
+        """Reset the response (Tornado calls this first, and again before an error page): no
+        ``Server`` header naming Tornado and its version; the security headers on every response."""
+        super().clear()
+        self.clear_header("Server")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
     @property
     def runtime(self) -> "Runtime":
         """The process's shared resources: config, db, cache, queue, plugin state."""

@@ -132,3 +132,22 @@ async def test_announced_and_streamed_oversized_bodies_get_413_json(bare: AppSer
     resp = await bare.client.post("/v1/example/echo", {"text": "after"})
     assert (resp.status, resp.json) == (200, {"text": "after"})
     assert not [r for r in caplog.records if r.levelno > logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize("method, path, body", [("GET", "/ping", None), ("GET", "/no/such/path", None),
+                                                ("POST", "/v1/example/echo", {"text": "hi"}),
+                                                ("POST", "/v1/example/echo", {"text": ""}),
+                                                ("DELETE", "/ping", None), ("GET", "/v1/example/echo", None),
+                                                ("GET", "/openapi.json", None), ("GET", "/docs", None)])
+async def test_every_response_hides_the_server_and_forbids_sniffing(bare: AppServer, method: str, path: str,
+                                                                    body: Any) -> None:
+    resp = await bare.client.request(method, path, body=body)
+    assert "Server" not in resp.headers, resp.headers.get("Server")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff", (resp.status, dict(resp.headers))
+
+
+async def test_413_answers_hide_the_server_and_forbid_sniffing(bare: AppServer) -> None:
+    resp = await bare.client.request("POST", "/v1/example/echo", raw=b"x" * (MAX_BODY_BYTES + 1))
+    assert resp.status == 413
+    assert "Server" not in resp.headers
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
