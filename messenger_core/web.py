@@ -279,6 +279,10 @@ class BaseHandler(RequestHandler):
         """Count an attempt of ``scope`` (e.g. "login") for ``key``; 429 when a plugin says so."""
         await gather(self.application.plugins.hook.messenger_rate_limit(handler=self, scope=scope, key=key))
 
+    async def attempt_succeeded(self, scope: str, key: str) -> None:
+        """The attempt counted by :meth:`rate_limit` succeeded (a limiter of failures forgets it)."""
+        await gather(self.application.plugins.hook.messenger_attempt_succeeded(handler=self, scope=scope, key=key))
+
     @property
     def identity(self) -> Identity | None:
         """The identity proven so far in this request (after the auth hook ran), or None."""

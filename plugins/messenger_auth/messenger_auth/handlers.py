@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from messenger_core import ApiError
-from messenger_core import BaseHandler
+from messenger_core import BaseHandler, service_unavailable
 
 from . import accounts, sessions
-from .passwords import ScryptCost, hash_password_async, verify_password_async
+from .passwords import Hasher, HashingBusy, ScryptCost
 from .schemas import CredentialsSchema
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,13 +19,13 @@ if TYPE_CHECKING:  # pragma: no cover
 STATE_KEY = "messenger_auth"
 
 
-def hashing_executor(runtime: "Runtime") -> Executor:
-    """The process's password-hashing threads (``AUTH_HASH_THREADS``), created on first use."""
-    executor = runtime.state.get(STATE_KEY)
-    if executor is None:
-        executor = ThreadPoolExecutor(runtime.config.auth.hash_threads, thread_name_prefix="auth-hash")
-        runtime.state[STATE_KEY] = executor
-    return executor
+def hasher_of(runtime: "Runtime") -> Hasher:
+    """The process's password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``), created on first use."""
+    hasher = runtime.state.get(STATE_KEY)
+    if hasher is None:
+        settings = runtime.config.auth
+        hasher = runtime.state[STATE_KEY] = Hasher(settings.hash_threads, settings.hash_queue)
+    return hasher
 
 
 class AuthHandler(BaseHandler):
@@ -65,12 +64,16 @@ class RegisterHandler(AuthHandler):
         """
         body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
+        await self.rate_limit("register", "")
         db = self.runtime.db
         if await accounts.exists(db, user_name):
             raise ApiError(400, "user-already-exists")
         settings = self.settings_auth
         cost = ScryptCost(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
-        password_hash = await hash_password_async(hashing_executor(self.runtime), password, cost)
+        try:
+            password_hash = await hasher_of(self.runtime).hash(password, cost)
+        except HashingBusy:
+            raise service_unavailable() from None
         if await accounts.create(db, user_name, password_hash) is None:
             raise ApiError(400, "user-already-exists")
         self.write_empty(201)
@@ -115,12 +118,18 @@ class LoginHandler(AuthHandler):
         """
         body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
-        await self.rate_limit("login", user_name)
+        await self.rate_limit("login", user_name)  # counted as a failure until it succeeds
         account = await accounts.find(self.runtime.db, user_name)
         if account is None:
             raise ApiError(400, "user-not-found")
-        if not await verify_password_async(hashing_executor(self.runtime), password, account.password_hash):
+        try:
+            verified = await hasher_of(self.runtime).verify(password, account.password_hash)
+        except HashingBusy:
+            await self.attempt_succeeded("login", user_name)  # no verdict: not a failure
+            raise service_unavailable() from None
+        if not verified:
             raise ApiError(400, "bad-password")
+        await self.attempt_succeeded("login", user_name)
         session_id = await sessions.create(self.runtime, account.account_id, self.settings_auth.token_lifetime)
         self.write_json({"session_id": session_id})
 

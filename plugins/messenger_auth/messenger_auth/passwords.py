@@ -12,8 +12,12 @@ import base64
 import hashlib
 import hmac
 import os
-from concurrent.futures import Executor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SCHEME = "scrypt"
 SALT_BYTES = 16
@@ -69,6 +73,45 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     cost, salt, key = parsed
     return hmac.compare_digest(_derive(password, salt, cost, len(key)), key)
+
+
+class HashingBusy(Exception):
+    """Every place of the hashing queue is taken (the caller answers 503 service-unavailable)."""
+
+
+class Hasher:
+    """The process's hashing threads behind a bounded queue.
+
+    At most ``queue`` hashes are waiting or running at once; one more is refused at once with
+    :class:`HashingBusy` instead of waiting behind a flood (a flood of registrations would otherwise
+    delay every login by as long as the queue is deep).
+    """
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="auth-hash")
+        self.queue = queue
+        self.pending = 0
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        if self.pending >= self.queue:
+            raise HashingBusy()
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        finally:
+            self.pending -= 1
+
+    async def hash(self, password: str, cost: ScryptCost) -> str:
+        """:func:`hash_password` off the event loop."""
+        return await self._run(hash_password, password, cost)
+
+    async def verify(self, password: str, stored: str) -> bool:
+        """:func:`verify_password` off the event loop."""
+        return await self._run(verify_password, password, stored)
+
+    def shutdown(self) -> None:
+        """Stop the threads (queued hashes are cancelled)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def hash_password_async(executor: Executor | None, password: str, cost: ScryptCost) -> str:

@@ -38,3 +38,6 @@ class AuthSettings(Section):
     scrypt_p = Setting("AUTH_SCRYPT_P", integer(1, 16), 1, "scrypt parallelism for new password hashes")
     hash_threads = Setting("AUTH_HASH_THREADS", integer(1, 64), 2,
                            "Threads per process that hash passwords (bounds CPU and memory under load)")
+    hash_queue = Setting("AUTH_HASH_QUEUE", integer(1, 10_000), 32,
+                         "Password hashes waiting or running at once per process; past it register and "
+                         "login answer 503 service-unavailable at once")
