@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from messenger_core import ApiError
-from messenger_core import BaseHandler, service_unavailable
+from messenger_core import BaseHandler, bad_parameters, service_unavailable
 
 from . import accounts, sessions
-from .passwords import Hasher, HashingBusy, ScryptCost
-from .schemas import CredentialsSchema
+from .passwords import Hasher, HashingBusy, ScryptCost, needs_upgrade
+from .schemas import CredentialsSchema, RegisterSchema
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -36,6 +36,12 @@ class AuthHandler(BaseHandler):
         """This plugin's settings section."""
         return self.runtime.config.auth
 
+    @property
+    def cost(self) -> ScryptCost:
+        """The scrypt cost of new hashes."""
+        settings = self.settings_auth
+        return ScryptCost(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
+
 
 class RegisterHandler(AuthHandler):
     """Create an account."""
@@ -51,7 +57,7 @@ class RegisterHandler(AuthHandler):
           required: true
           content:
             application/json:
-              schema: AuthCredentials
+              schema: AuthRegistration
         responses:
           201:
             description: Account created (empty body)
@@ -62,16 +68,16 @@ class RegisterHandler(AuthHandler):
                 schema: Error
           503: DatabaseUnavailable
         """
-        body = self.load_body(CredentialsSchema)
+        body = self.load_body(RegisterSchema)
         user_name, password = body["user_name"], body["password"]
+        if len(password) < self.settings_auth.password_min_length:
+            raise bad_parameters()
         await self.rate_limit("register", "")
         db = self.runtime.db
         if await accounts.exists(db, user_name):
             raise ApiError(400, "user-already-exists")
-        settings = self.settings_auth
-        cost = ScryptCost(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
         try:
-            password_hash = await hasher_of(self.runtime).hash(password, cost)
+            password_hash = await hasher_of(self.runtime).hash(password, self.cost)
         except HashingBusy:
             raise service_unavailable() from None
         if await accounts.create(db, user_name, password_hash) is None:
@@ -130,8 +136,18 @@ class LoginHandler(AuthHandler):
         if not verified:
             raise ApiError(400, "bad-password")
         await self.attempt_succeeded("login", user_name)
+        if needs_upgrade(account.password_hash, self.cost):
+            await self._upgrade(account, password)
         session_id = await sessions.create(self.runtime, account.account_id, self.settings_auth.token_lifetime)
         self.write_json({"session_id": session_id})
+
+    async def _upgrade(self, account: accounts.Account, password: str) -> None:
+        """Replace a hash weaker than the configured cost (when the hashing queue has room; else next time)."""
+        try:
+            stronger = await hasher_of(self.runtime).hash(password, self.cost)
+        except HashingBusy:
+            return
+        await accounts.replace_hash(self.runtime.db, account, stronger)
 
 
 class LogoutHandler(AuthHandler):

@@ -1,7 +1,10 @@
 """Password hashing: salted scrypt, parameters stored beside the hash, run off the event loop.
 
 A stored hash reads ``scrypt$<n>$<r>$<p>$<salt b64>$<key b64>``; verification uses the parameters
-written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid.  Neither the
+written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid, and a hash
+weaker than the configured cost is replaced at the account's next successful login.  The default
+cost, N=2**14, r=8, p=5, is one of OWASP's minimum scrypt configurations (all of them cost the same
+work; this one needs the least memory, 16 MiB a hash).  Neither the
 password nor the hash is ever logged.
 """
 
@@ -31,6 +34,10 @@ class ScryptCost:
     n: int
     r: int
     p: int
+
+    def weaker_than(self, other: "ScryptCost") -> bool:
+        """Whether a hash made with these parameters costs less work (n*r*p) or memory (n*r) than ``other``."""
+        return self.n * self.r * self.p < other.n * other.r * other.p or self.n * self.r < other.n * other.r
 
     @property
     def maxmem(self) -> int:
@@ -64,6 +71,12 @@ def parse_hash(stored: str) -> tuple[ScryptCost, bytes, bytes] | None:
                 base64.b64decode(key, validate=True))
     except ValueError:
         return None
+
+
+def needs_upgrade(stored: str, wanted: ScryptCost) -> bool:
+    """Whether ``stored`` was made with weaker parameters than ``wanted`` (it is rehashed at login)."""
+    parsed = parse_hash(stored)
+    return parsed is not None and parsed[0].weaker_than(wanted)
 
 
 def verify_password(password: str, stored: str) -> bool:
