@@ -11,7 +11,7 @@ import pytest
 
 from example_helpers import example_plugin
 from messenger_core.web import MAX_BODY_BYTES, MAX_JSON_DEPTH, load_json
-from support import AppServer, serve_app
+from support import AppServer, TcpProxy, serve_app
 
 
 @pytest.fixture
@@ -151,3 +151,41 @@ async def test_413_answers_hide_the_server_and_forbid_sniffing(bare: AppServer) 
     assert resp.status == 413
     assert "Server" not in resp.headers
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+CHATS_OPEN = ("messenger_chats",)
+
+
+async def test_no_request_fails_on_connections_from_before_a_postgres_restart(env: dict[str, str]) -> None:
+    proxy = TcpProxy(5432)
+    settings = {**env, "POSTGRES_HOSTS": f"127.0.0.1:{proxy.port}", "POOL_SIZE": "4", "AUTH_DISABLED": "1"}
+    try:
+        async with serve_app(settings, plugins=CHATS_OPEN) as srv:
+            # fill the pool: concurrent requests each hold a connection
+            responses = await asyncio.gather(*(srv.client.post("/v1/chats", {"chat_name": f"c{i}"})
+                                               for i in range(16)))
+            assert {resp.status for resp in responses} == {201}
+            assert srv.runtime.db.pool.get_stats()["pool_size"] >= 2
+            # PostgreSQL "restarts" while this worker serves nothing: every connection it holds dies
+            proxy.cut()
+            proxy.restore()
+            statuses = []
+            for i in range(10):
+                statuses.append((await srv.client.get("/ping_db")).status)
+                statuses.append((await srv.client.post("/v1/chats", {"chat_name": f"after{i}"})).status)
+            assert statuses == [200, 201] * 10, statuses
+            concurrent = await asyncio.gather(*(srv.client.post("/v1/chats", {"chat_name": "x"}) for _ in range(8)))
+            assert [resp.status for resp in concurrent] == [201] * 8
+    finally:
+        proxy.close()
+
+
+async def test_ping_db_does_not_wait_for_a_busy_pool(env: dict[str, str]) -> None:
+    async with serve_app({**env, "POOL_SIZE": "1", "DB_TIMEOUT": "5"}, plugins=()) as srv:
+        assert (await srv.client.get("/ping_db")).status == 200
+        async with srv.runtime.db.connection() as conn:  # the pool's only connection, busy
+            busy = asyncio.ensure_future(conn.execute("SELECT pg_sleep(3)"))
+            await asyncio.sleep(0)
+            resp = await srv.client.get("/ping_db", timeout=2.5)
+            assert resp.status == 200, resp  # the database is fine: the probe says so, at once
+            await busy
