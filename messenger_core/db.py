@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .errors import StartupError, database_unavailable
+from .errors import ApiError, StartupError, database_unavailable
 from .health import Availability
 from .settings import Config
 
@@ -170,8 +170,9 @@ class Database:
     async def ping(self) -> bool:
         """``SELECT 1`` within ``PING_TIMEOUT`` on a connection of its own; False until ready.
 
-        The probe does not queue behind the pool (busy, or reconnecting after an outage): it keeps
-        one connection beside it, and concurrent probes share one round trip.
+        The probe does not queue behind a busy pool: it keeps one connection beside it, and
+        concurrent probes share one round trip.  After an outage the pool must serve again before
+        the probe says ready.
         """
         if not self.ready:
             return False
@@ -186,6 +187,14 @@ class Database:
                     self._ping_conn = await psycopg.AsyncConnection.connect(self.config.postgres_conninfo,
                                                                             **CONNECTION_KWARGS)
                 await self._ping_conn.execute("SELECT 1")
+                if not self.available:
+                    # after an outage the pool may still be reconnecting: not ready until it serves
+                    # again (within what is left of the probe's time)
+                    try:
+                        async with self.connection():
+                            pass
+                    except ApiError:
+                        return False
         except UNAVAILABLE as exc:
             conn, self._ping_conn = self._ping_conn, None
             if conn is not None:
