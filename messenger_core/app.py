@@ -20,7 +20,7 @@ from .openapi import spec_json
 from .plugins import PluginManager
 from .runtime import Runtime
 from .settings import Config
-from .web import NotFoundHandler, RequestHook
+from .web import BodyLimit, NotFoundHandler, RequestHook
 
 log = logging.getLogger("messenger.app")
 access_log = logging.getLogger("messenger.access")
@@ -40,6 +40,10 @@ class MessengerApp(Application):
         self._openapi: bytes | None = None
         super().__init__([_labelled(route) for route in routes], default_handler_class=NotFoundHandler,
                          **settings)
+
+    def start_request(self, server_conn: object, request_conn: Any) -> Any:
+        """Tornado's delegate of one request, behind the body-size limit (413 JSON, see BodyLimit)."""
+        return BodyLimit(super().start_request(server_conn, request_conn), request_conn)
 
     def trusted_proxy(self, address: str) -> bool:
         """Whether ``address`` is in TRUSTED_PROXIES."""

@@ -117,7 +117,17 @@ def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None: 
     Called by ``await handler.rate_limit(scope, key)`` (for example the login handler with scope
     ``"login"`` and the user name as key).  An implementation raises
     ``ApiError(429, "request-limit-exceeded", {"Retry-After": ...})``; with no implementation
-    installed nothing is limited.
+    installed nothing is limited.  The attempt is counted before the action runs (concurrent
+    attempts cannot pass the limit together); see :func:`messenger_attempt_succeeded`.
+    """
+
+
+@hookspec
+def messenger_attempt_succeeded(handler: BaseHandler, scope: str, key: str) -> None:  # pylint: disable=unused-argument
+    """An attempt counted by :func:`messenger_rate_limit` in this request succeeded.
+
+    Called by ``await handler.attempt_succeeded(scope, key)`` (the login handler after a correct
+    password): a limiter that counts failures only takes the attempt back.
     """
 
 

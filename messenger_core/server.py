@@ -22,6 +22,7 @@ from .app import make_app
 from .errors import StartupError
 from .plugins import PluginManager
 from .settings import Config
+from .web import LINGER_BYTES
 
 log = logging.getLogger("messenger.server")
 STARTUP_GRACE = 30.0  # most seconds a worker of several waits for its first migration attempt
@@ -35,8 +36,10 @@ def resolve_workers(workers: int) -> int:
 async def serve_worker(config: Config, plugins: PluginManager, processes: int) -> None:
     """Run one serving process until SIGTERM/SIGINT, then shut down gracefully."""
     app = make_app(config, plugins, processes)
+    # The app refuses a body over MAX_BODY_BYTES itself, with 413 JSON (BodyLimit); Tornado's own
+    # bound, which answers a bare 400, stays far above it so that a chunked upload meets the app's.
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60, body_timeout=30,
-                        max_body_size=1024 * 1024)
+                        max_body_size=LINGER_BYTES)
     await app.runtime.start()
     if processes > 1:
         # With SO_REUSEPORT the kernel hands connections to every bound socket: bind only once this

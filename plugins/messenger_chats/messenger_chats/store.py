@@ -98,19 +98,30 @@ FROM batch AS b JOIN position AS p ON p.id = b.chat_id CROSS JOIN clock
 RETURNING id
 """
 # One statement, one snapshot: the chat's last_seq (no row: unknown chat) and the page after
-# ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index.
+# ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index.  Rows stop once the
+# texts before them already hold ``max_bytes`` bytes (a message's JSON is never shorter than its
+# UTF-8 text), so a worker never loads much more than a page's bound; the first always comes.
 PAGE = """
 SELECT c.last_seq, m.id, m.member_id, m.text, m.created_at, m.seq
 FROM chats AS c
 LEFT JOIN LATERAL (
-    SELECT id, member_id, text, created_at, seq FROM messages
-    WHERE chat_id = %(chat_id)s AND seq > %(after)s
-    ORDER BY seq
-    LIMIT %(limit)s
+    SELECT id, member_id, text, created_at, seq FROM (
+        SELECT id, member_id, text, created_at, seq,
+               sum(octet_length(text) + %(overhead)s) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)
+                   - octet_length(text) - %(overhead)s
+                   AS before
+        FROM messages
+        WHERE chat_id = %(chat_id)s AND seq > %(after)s
+        ORDER BY seq
+        LIMIT %(limit)s
+    ) AS sized
+    WHERE before < %(max_bytes)s
 ) AS m ON true
 WHERE c.id = %(chat_id)s
 ORDER BY m.seq
 """
+#: Bytes of a message's JSON besides its text (ids, timestamp, keys, punctuation): 137, rounded down.
+MESSAGE_OVERHEAD = 128
 
 
 @dataclass(frozen=True)
@@ -135,12 +146,29 @@ def _timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
-def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]]) -> bytes:
-    """The JSON body of a page: messages oldest first and the iterator after the last one."""
-    messages = [{"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
-                 "created_at": _timestamp(row["created_at"])} for row in rows]
-    last = rows[-1]["seq"] if rows else after
-    return dumps({"messages": messages, "next": {"iterator": cursor.encode(chat_id, last)}})
+def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
+                max_bytes: int | None = None) -> tuple[bytes, bool]:
+    """The JSON body of a page: messages oldest first and the iterator after the last one, and
+    whether it was cut short to stay within ``max_bytes`` (it always holds the first message).
+
+    The body is exactly ``dumps({"messages": [...], "next": {"iterator": ...}})``.
+    """
+    parts: list[bytes] = []
+    size = 0
+    for row in rows:
+        part = dumps({"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
+                      "created_at": _timestamp(row["created_at"])})
+        if max_bytes is not None and parts and size + len(part) > max_bytes:
+            break
+        parts.append(part)
+        size += len(part) + 1
+    while True:
+        last = rows[len(parts) - 1]["seq"] if parts else after
+        body = (b'{"messages":[' + b",".join(parts) + b'],"next":'
+                + dumps({"iterator": cursor.encode(chat_id, last)}) + b"}")
+        if max_bytes is None or len(body) <= max_bytes or len(parts) <= 1:
+            return body, len(parts) < len(rows)
+        parts.pop()  # the envelope tipped it over
 
 
 class ChatStore:
@@ -317,15 +345,19 @@ class ChatStore:
             if cached is not None:
                 return cached
             token = await self.cache.group_token(group)  # before the read: a racing post wins
-        rows = await self.db.fetchall(PAGE, {"chat_id": chat_id, "after": after, "limit": limit})
+        max_bytes = self.settings.page_bytes
+        rows = await self.db.fetchall(PAGE, {"chat_id": chat_id, "after": after, "limit": limit,
+                                             "max_bytes": max_bytes, "overhead": MESSAGE_OVERHEAD})
         if not rows:
             raise chat_not_found()
         if after > rows[0]["last_seq"]:
             raise bad_cursor()
         rows = [row for row in rows if row["id"] is not None]
-        body = encode_page(chat_id, after, rows)
+        body, cut = encode_page(chat_id, after, rows, max_bytes)
+        # a page cut by its bytes is complete too: no later message can ever enter it
+        complete = cut or len(rows) == limit or (rows and rows[-1]["seq"] < rows[0]["last_seq"])
         if use_cache and len(body) <= self.settings.page_max_bytes:
-            if len(rows) == limit:
+            if complete:
                 await self.cache.set(full_key, body, self.settings.page_ttl)
                 if len(body) <= self._local_page_bytes:
                     await self._local_pages.set(full_key, body)
