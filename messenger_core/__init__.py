@@ -53,13 +53,19 @@ _EXPORTS: dict[str, str] = {
     "Task": "broker",
     "Availability": "health",
     "storable_text": "validate",
+    # cross-process wake-ups
+    "PubSub": "pubsub",
+    "SESSIONS_CHANNEL": "pubsub",
+    "SharedReads": "pubsub",
+    "Waiters": "pubsub",
     # the per-process runtime
     "Runtime": "runtime",
 }
 
 __all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
-           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
-           "Runtime", "Section", "Setting", "Task", "bad_parameters", "boolean", "choice",
+           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "PubSub", "RequestHook",
+           "Runtime", "SESSIONS_CHANNEL", "Section", "Setting", "SharedReads", "Task", "Waiters",
+           "bad_parameters", "boolean", "choice",
            "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
            "service_unavailable", "storable_text", "string"]
 
@@ -71,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import ApiError, DatabaseUnavailable, bad_parameters, database_unavailable, service_unavailable
     from .health import Availability
     from .hookspecs import hookimpl
+    from .pubsub import SESSIONS_CHANNEL, PubSub, SharedReads, Waiters
     from .runtime import Runtime
     from .settings import Config, Section, Setting, boolean, choice, integer, number, string
     from .validate import storable_text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import db as dbmod
@@ -16,6 +17,7 @@ from .broker import TaskQueue, collect_tasks, make_queue
 from .cache import Cache, make_cache, redis_client
 from .near import NearCache, make_near_cache
 from .plugins import PluginManager, gather
+from .pubsub import PubSub
 from .settings import Config
 
 log = logging.getLogger("messenger.runtime")
@@ -28,7 +30,10 @@ class Runtime:
     redis.asyncio client (created on first use; the Redis cache, search results and throttle
     counters share its pool);
     ``cache`` is the cache chosen by ``CACHE_TYPE``; ``near`` its per-process layer of hot groups
-    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks.
+    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks;
+    ``pubsub`` is the process's ``LISTEN`` connection (opened on the first subscription; see
+    :mod:`messenger_core.pubsub`).  ``draining`` is set once the process stops taking work (SIGTERM):
+    what holds a client waiting answers it now; ``on_drain`` callbacks run then.
     """
 
     def __init__(self, config: Config, plugins: PluginManager, processes: int = 1,
@@ -47,6 +52,11 @@ class Runtime:
         self.migrations = [spec for _, spec in plugins.call_each("messenger_migrations", config=config)]
         dbmod.order_specs(self.migrations)  # fail now on a missing dependency or a cycle
         self.state: dict[str, Any] = {}
+        self.pubsub = PubSub(config.postgres_conninfo)
+        self.draining = asyncio.Event()
+        self.held_polls = 0  # long-polls held right now (a gauge for metrics)
+        self.open_streams = 0  # WebSocket streams open right now (a gauge for metrics)
+        self._on_drain: list[Callable[[], None]] = []
         self.inflight = 0
         self._migrator: asyncio.Task[None] | None = None
         self.migrated = asyncio.Event()
@@ -90,11 +100,28 @@ class Runtime:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the process starts shutting down (before requests in flight finish)."""
+        self._on_drain.append(callback)
+
+    def drain(self) -> None:
+        """Stop holding clients: set ``draining`` and run the ``on_drain`` callbacks (once)."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        for callback in list(self._on_drain):
+            try:
+                callback()
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("a drain callback failed")
+
     async def stop(self) -> None:
-        """Stop plugins, then the queue, the near cache's subscription, cache, Redis and the pool."""
+        """Drain, stop plugins, then the LISTEN connection, the queue, the near cache, cache, Redis, pool."""
         if self._migrator is not None:
             self._migrator.cancel()
+        self.drain()
         await gather(self.plugins.hook.messenger_shutdown(runtime=self))
+        await self.pubsub.close()
         await self.queue.close()
         if self.near is not None:
             await self.near.close()
