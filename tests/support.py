@@ -40,7 +40,7 @@ PG_USER = os.environ.get("TEST_POSTGRES_USER", "postgres")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BIN = Path(sys.executable).parent
-ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_search", "messenger_throttle")
+ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_events", "messenger_search", "messenger_throttle")
 
 
 def admin_conninfo() -> str:

@@ -152,10 +152,15 @@ def _timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
+def encode_message(row: dict[str, Any]) -> dict[str, Any]:
+    """A message as a page shows it (from a row with id, member_id, text, created_at)."""
+    return {"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
+            "created_at": _timestamp(row["created_at"])}
+
+
 def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]]) -> bytes:
     """The JSON body of a page: messages oldest first and the iterator after the last one."""
-    messages = [{"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
-                 "created_at": _timestamp(row["created_at"])} for row in rows]
+    messages = [encode_message(row) for row in rows]
     last = rows[-1]["seq"] if rows else after
     return dumps({"messages": messages, "next": {"iterator": cursor.encode(chat_id, last)}})
 
