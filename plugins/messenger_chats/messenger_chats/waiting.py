@@ -13,6 +13,7 @@ waiter reads again; at shutdown every waiter answers its empty page at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ from .store import ChatStore, is_empty_page
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
+
+log = logging.getLogger("messenger.chats")
 
 STATE_KEY = "messenger_chats.waits"
 MAX_LATEST = 100_000  # chats whose newest seq this process remembers (forgotten all at once past it)
@@ -83,6 +86,7 @@ class PostWaits:
         deadline = loop.time() + timeout
         seen, epoch = after, self.epoch
         self.runtime.held_polls += 1
+        log.debug("long-poll held: chat %s after %d, up to %.0f s", chat.hex, after, timeout)
         try:
             while not self.runtime.draining.is_set() and not (gone is not None and gone.done()):
                 with self.waiters.watch(chat) as watch:
