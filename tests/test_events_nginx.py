@@ -9,10 +9,21 @@ import pytest
 
 from chats_support import assert_error, join, new_chat, read_page, say
 from events_support import Stream
-from support import start_api
+from support import Client, start_api
 from test_throttle_nginx import NGINX, Nginx
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make system-deps)")
+
+
+async def held_poll_answers(client: Client) -> None:
+    """A long-poll through nginx answers the message posted meanwhile."""
+    chat = await new_chat(client, "other")
+    user = await join(client, chat)
+    _, start = await read_page(client, chat, 5)
+    held = asyncio.ensure_future(client.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=30", timeout=40))
+    sent = await say(client, chat, user, "through nginx")
+    resp = await held
+    assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [sent], resp
 
 
 async def test_long_poll_and_stream_through_nginx(env: dict[str, str], tmp_path: Path) -> None:
@@ -36,14 +47,7 @@ async def test_long_poll_and_stream_through_nginx(env: dict[str, str], tmp_path:
         stream = await Stream.open(client.base_url)
         await stream.ready()
         assert await stream.subscribe({chat: start}) == [{"type": "subscribed", "chats": [chat]}]
-        other = await new_chat(client, "other")
-        other_user = await join(client, other)
-        _, other_start = await read_page(client, other, 5)
-        held = asyncio.ensure_future(client.get(f"/v1/chats/{other}/messages?limit=5&from={other_start}&wait=30",
-                                                timeout=40))
-        sent = await say(client, other, other_user, "through nginx")
-        resp = await held
-        assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [sent], resp
+        await held_poll_answers(client)
         in_stream = await say(client, chat, user, "streamed through nginx")
         frame = await stream.next()
         assert frame is not None and frame["type"] == "message" and frame["message"]["message_id"] == in_stream
