@@ -31,6 +31,11 @@ _EXPORTS: dict[str, str] = {
     # errors
     "ApiError": "errors",
     "DatabaseUnavailable": "errors",
+    "ServiceUnavailable": "errors",
+    "Unavailable": "errors",
+    "not_found": "errors",
+    "payload_too_large": "errors",
+    "request_limit_exceeded": "errors",
     "bad_parameters": "errors",
     "database_unavailable": "errors",
     "service_unavailable": "errors",
@@ -52,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
+    "Backoff": "aio",
     "storable_text": "validate",
     # cross-process wake-ups
     "PubSub": "pubsub",
@@ -62,19 +68,22 @@ _EXPORTS: dict[str, str] = {
     "Runtime": "runtime",
 }
 
-__all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
+__all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "PubSub", "RequestHook",
-           "Runtime", "SESSIONS_CHANNEL", "Section", "Setting", "SharedReads", "Task", "Waiters",
-           "bad_parameters", "boolean", "choice",
-           "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
-           "service_unavailable", "storable_text", "string"]
+           "Runtime", "SESSIONS_CHANNEL", "Section", "ServiceUnavailable", "Setting", "SharedReads", "Task",
+           "Unavailable", "Waiters", "bad_parameters", "boolean", "choice", "database_unavailable", "dumps",
+           "hookimpl", "integer", "not_found", "number", "parse_uuid", "payload_too_large",
+           "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .aio import Backoff
     from .batch import Batcher
     from .broker import Task
     from .cache import Cache, MemoryCache
     from .db import Database, Lane, Migrations
-    from .errors import ApiError, DatabaseUnavailable, bad_parameters, database_unavailable, service_unavailable
+    from .errors import (ApiError, DatabaseUnavailable, ServiceUnavailable, Unavailable, bad_parameters,
+                         database_unavailable, not_found, payload_too_large, request_limit_exceeded,
+                         service_unavailable)
     from .health import Availability
     from .hookspecs import hookimpl
     from .pubsub import SESSIONS_CHANNEL, PubSub, SharedReads, Waiters

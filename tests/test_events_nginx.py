@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chats_support import assert_error, join, new_chat, read_page, say
+from chats_support import join, new_chat, read_page, say
 from events_support import Stream
-from support import Client, start_api
+from support import Client, assert_error, start_api
 from test_throttle_nginx import NGINX, Nginx
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make system-deps)")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from auth_support import bearer, new_session
-from chats_support import assert_error, join, new_chat, read_page, say
+from chats_support import join, new_chat, read_page, say
 from events_support import Stream, member_event, of_type, send_chat_event
-from support import serve_app
+from support import assert_error, serve_app
 
 CHATS_EVENTS = ("messenger_chats", "messenger_events")
 

@@ -14,6 +14,9 @@ Reading messages as a stream does (the events plugin):
 * :data:`CHANNEL` and :func:`parse_event` -- the chats' events over PostgreSQL NOTIFY (see
   :mod:`messenger_chats.events` for their payloads), for ``runtime.pubsub.subscribe``.
 
+and the error codes it shares with them (``chat_not_found``, ``user_not_found``, ``bad_cursor``),
+so that each is defined once.
+
 The ``messages`` table is part of this contract too; other plugins may read these columns (and
 add their own indexes on them, after this plugin's migrations, ``Migrations(..., after=("messenger_chats",))``)::
 
@@ -38,12 +41,13 @@ from typing import Any
 from messenger_core import Database
 
 from . import cursor
+from .errors import bad_cursor, chat_not_found, user_not_found
 from .events import CHANNEL
 from .events import parse as parse_event
 from .store import encode_message
 
-__all__ = ["CHANNEL", "account_in_chat", "chats_of_account", "iterator", "last_seqs", "member_scope", "message",
-           "messages_after", "parse_event", "position"]
+__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chats_of_account", "iterator", "last_seqs",
+           "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
 
 _ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
 _LAST_SEQS = "SELECT id, last_seq FROM chats WHERE id = ANY(%s)"
@@ -67,7 +71,7 @@ async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uu
     """Ids of the chats in which ``account_id`` owns at least one member (sorted; maybe empty).
 
     ``account_id`` is a UUID or its string form (32 hex characters); a string that is not a UUID
-    raises ``ValueError``.  Database outages raise the core's 503 ``ApiError``.
+    raises ``ValueError``.  Database outages raise ``DatabaseUnavailable``.
     """
     rows = await db.fetchall(_CHATS_OF_ACCOUNT, (_as_uuid(account_id),))
     return [row["chat_id"] for row in rows]
