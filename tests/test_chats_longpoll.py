@@ -90,7 +90,6 @@ async def test_held_requests_hold_no_database_connection(env: dict[str, str]) ->
                    for chat in chats]
         await poll(lambda: held(srv.runtime, 6))
 
-
         async def none_taken() -> bool:  # (a connection given back a moment ago may still be on its way)
             stats = srv.runtime.db.pool.get_stats()
             return stats.get("pool_size", 0) == stats.get("pool_available", -1) and srv.runtime.held_polls == 6
