@@ -21,6 +21,7 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY plugins/messenger_auth/pyproject.toml plugins/messenger_auth/
 COPY plugins/messenger_chats/pyproject.toml plugins/messenger_chats/
+COPY plugins/messenger_events/pyproject.toml plugins/messenger_events/
 COPY plugins/messenger_search/pyproject.toml plugins/messenger_search/
 COPY plugins/messenger_throttle/pyproject.toml plugins/messenger_throttle/
 RUN python -c "import sys, tomllib; \
@@ -35,7 +36,7 @@ print('\n'.join(sorted(d for d in deps if not d.startswith('messenger-'))))" \
 COPY messenger_core/ messenger_core/
 COPY plugins/ plugins/
 RUN pip install --no-deps --no-build-isolation . plugins/messenger_auth plugins/messenger_chats \
-        plugins/messenger_search plugins/messenger_throttle \
+        plugins/messenger_events plugins/messenger_search plugins/messenger_throttle \
     && pip check \
     && messenger-api plugins
 

@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle
+PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle \
+	plugins/messenger_events
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# generated documents describe exactly the four plugins of this repository
-ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle
+# generated documents describe exactly the five plugins of this repository
+ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_events,messenger_search,messenger_throttle
 
 .DEFAULT_GOAL := help
 .PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean

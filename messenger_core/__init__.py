@@ -61,15 +61,20 @@ _EXPORTS: dict[str, str] = {
     "storable_text": "validate",
     # metrics: the module itself (``from messenger_core import metrics``; metrics.counter(...))
     "metrics": "metrics",
+    # cross-process wake-ups
+    "PubSub": "pubsub",
+    "SESSIONS_CHANNEL": "pubsub",
+    "SharedReads": "pubsub",
+    "Waiters": "pubsub",
     # the per-process runtime
     "Runtime": "runtime",
 }
 
 __all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
-           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
-           "Runtime", "Section", "ServiceUnavailable", "Setting", "Task", "Unavailable",
-           "bad_parameters", "boolean", "choice", "database_unavailable", "dumps", "hookimpl",
-           "integer", "metrics", "not_found", "number", "parse_uuid", "payload_too_large",
+           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "PubSub", "RequestHook",
+           "Runtime", "SESSIONS_CHANNEL", "Section", "ServiceUnavailable", "Setting", "SharedReads", "Task",
+           "Unavailable", "Waiters", "bad_parameters", "boolean", "choice", "database_unavailable", "dumps",
+           "hookimpl", "integer", "metrics", "not_found", "number", "parse_uuid", "payload_too_large",
            "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
                          service_unavailable)
     from .health import Availability
     from .hookspecs import hookimpl
+    from .pubsub import SESSIONS_CHANNEL, PubSub, SharedReads, Waiters
     from .runtime import Runtime
     from .settings import Config, Section, Setting, boolean, choice, integer, number, string
     from .validate import storable_text

@@ -110,6 +110,20 @@ def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":  # pyli
     """
 
 
+@hookspec(firstresult=True)
+def messenger_session_identity(  # pylint: disable=unused-argument
+        runtime: "Runtime", session_id: "str | None") -> "Identity | None":
+    """Resolve a bare session id that did not come in a request header (a WebSocket's first frame).
+
+    Return the :class:`~messenger_core.web.Identity` (its ``expires_at`` set), ``None`` when
+    authentication is switched off, or raise ``ApiError(401, code)`` with the code a request with
+    that session in its header would get: ``auth-failed`` for ``None`` or a value that is not a UUID,
+    ``invalid-session-id``, ``session-id-expired``.  So ``session_id=None`` also asks "is auth on?".
+    A plugin that ends sessions early (logout) announces it with ``pg_notify`` on
+    :data:`~messenger_core.pubsub.SESSIONS_CHANNEL`, payload the session's 32-hex id.
+    """
+
+
 @hookspec
 def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:  # pylint: disable=unused-argument
     """Count one attempt of a sensitive action and refuse it when over its limit.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import db as dbmod
@@ -19,6 +20,7 @@ from .cache import Cache, make_cache, redis_client
 from .near import NearCache, make_near_cache
 from .aio import Backoff, gather
 from .plugins import PluginManager
+from .pubsub import PubSub
 from .settings import Config
 
 log = logging.getLogger("messenger.runtime")
@@ -31,7 +33,10 @@ class Runtime:
     redis.asyncio client (created on first use; the Redis cache, search results and throttle
     counters share its pool);
     ``cache`` is the cache chosen by ``CACHE_TYPE``; ``near`` its per-process layer of hot groups
-    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks.
+    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks;
+    ``pubsub`` is the process's ``LISTEN`` connection (opened on the first subscription; see
+    :mod:`messenger_core.pubsub`).  ``draining`` is set once the process stops taking work (SIGTERM):
+    what holds a client waiting answers it now; ``on_drain`` callbacks run then.
     """
 
     def __init__(self, config: Config, plugins: PluginManager, processes: int = 1,
@@ -50,6 +55,11 @@ class Runtime:
         self.queue: TaskQueue = make_queue(config.rmq_url, self.tasks, config.embedded_workers)
         self.migrations = list(self.contributions.migrations)
         self.state: dict[str, Any] = {}
+        self.pubsub = PubSub(config.postgres_conninfo)
+        self.draining = asyncio.Event()
+        self.held_polls = 0  # long-polls held right now (a gauge for metrics)
+        self.open_streams = 0  # WebSocket streams open right now (a gauge for metrics)
+        self._on_drain: list[Callable[[], None]] = []
         self.inflight = 0
         self._migrator: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -100,13 +110,30 @@ class Runtime:
             self.first_migration_attempt.set()
             await asyncio.sleep(delay)
 
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the process starts shutting down (before requests in flight finish)."""
+        self._on_drain.append(callback)
+
+    def drain(self) -> None:
+        """Stop holding clients: set ``draining`` and run the ``on_drain`` callbacks (once)."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        for callback in list(self._on_drain):
+            try:
+                callback()
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("a drain callback failed")
+
     async def stop(self) -> None:
-        """Stop plugins, then the queue, the near cache's subscription, cache, Redis and the pool."""
+        """Drain, stop plugins, then the LISTEN connection, the queue, the near cache, cache, Redis, pool."""
         if self._migrator is not None:
             self._migrator.cancel()
         if self._sampler is not None:
             self._sampler.cancel()
+        self.drain()
         await gather(self.plugins.hook.messenger_shutdown(runtime=self))
+        await self.pubsub.close()
         await self.queue.close()
         if self.near is not None:
             await self.near.close()

@@ -1,7 +1,9 @@
 """Serving: one process, or a supervisor with WORKERS children each on its own SO_REUSEPORT socket.
 
 Pools and connections are created in each child after the fork.  SIGTERM (or SIGINT) stops
-accepting, lets requests in flight finish (``SHUTDOWN_TIMEOUT``), closes pools and exits 0.
+accepting, tells the runtime to drain (held long-polls answer their empty page at once, streams close
+with 1001 so that clients reconnect elsewhere), lets requests in flight finish (``SHUTDOWN_TIMEOUT``),
+closes pools and exits 0.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
         watchdog.cancel()
     log.info("stopping: no new connections, finishing %d request(s) in flight", app.runtime.inflight)
     server.stop()
+    app.runtime.drain()  # held long-polls answer their empty page now, streams close with 1001
     deadline = time.monotonic() + config.shutdown_timeout
     while app.runtime.inflight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

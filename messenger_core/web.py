@@ -31,10 +31,11 @@ log = logging.getLogger("messenger.web")
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: an account (32-hex id) and the session that proved it."""
+    """Who is calling: an account (32-hex id), the session that proved it and when that ends (epoch s)."""
 
     account_id: str
     session_id: str
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,14 @@ class BaseHandler(RequestHandler):
             raise self._identity_error
         self.current_user = self._identity
         return self._identity
+
+    async def identify_session(self, session_id: str | None) -> Identity | None:
+        """The identity of a session id sent outside the header (a stream's auth frame); None: auth is off.
+
+        Raises the 401 the same session would get in the header (``auth-failed`` for None).
+        """
+        return await self.application.plugins.first_result("messenger_session_identity", runtime=self.runtime,
+                                                           session_id=session_id)
 
     def set_sticky_header(self, name: str, value: str) -> None:
         """A header kept on every response of this request, error responses included."""

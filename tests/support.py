@@ -26,7 +26,7 @@ PG_HOST = kit_settings().postgres_host
 PG_USER = kit_settings().postgres_user
 REDIS_URL = kit_settings().redis_url
 RMQ_URL = kit_settings().rmq_url
-ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_search", "messenger_throttle")
+ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_events", "messenger_search", "messenger_throttle")
 
 
 def base_env(database: str, **overrides: Any) -> dict[str, str]:

@@ -66,6 +66,15 @@ async def messenger_authenticate(handler: BaseHandler) -> Identity | None:
 
 
 @hookimpl
+async def messenger_session_identity(runtime: Runtime, session_id: str | None) -> Identity | None:
+    """A bare session id's account (a stream's first frame); None when auth is off."""
+    settings = runtime.config.auth
+    if settings.disabled:
+        return None
+    return await sessions.identify_bare(runtime, session_id, settings)
+
+
+@hookimpl
 def messenger_shutdown(runtime: Runtime) -> None:
     """Stop the password-hashing threads."""
     hasher: Hasher | None = runtime.state.pop(STATE_KEY, None)

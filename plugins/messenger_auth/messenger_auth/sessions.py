@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from messenger_core import ApiError, Identity, parse_uuid
+from messenger_core import SESSIONS_CHANNEL, ApiError, Identity, parse_uuid
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -140,11 +140,19 @@ async def _from_cache(runtime: "Runtime", session_id: str, group: str) -> Sessio
     return session
 
 
+# One statement: the row is marked and the end announced in the same transaction (delivered on commit).
+END = """
+WITH ended AS (
+    UPDATE sessions SET logged_out_at = now() WHERE id = %s AND logged_out_at IS NULL RETURNING id
+)
+SELECT pg_notify(%s, %s) FROM ended
+"""
+
+
 async def end(runtime: "Runtime", session_id: str) -> None:
-    """Log out: mark the row, then drop the session from the cache and from every process's near copy."""
-    await runtime.db.execute(
-        "UPDATE sessions SET logged_out_at = now() WHERE id = %s AND logged_out_at IS NULL",
-        (uuid.UUID(session_id),))
+    """Log out: mark the row (announced on ``SESSIONS_CHANNEL`` to every process, for open streams),
+    then drop the session from the cache and from every process's near copy."""
+    await runtime.db.execute(END, (uuid.UUID(session_id), SESSIONS_CHANNEL, session_id))
     if runtime.near is not None:
         await runtime.near.evict(_group(session_id))
     elif runtime.cache.shared:
@@ -177,12 +185,26 @@ async def identify(handler: "BaseHandler", settings: "AuthSettings") -> Identity
     session_id = session_id_from_header(handler, settings)
     if session_id is None:
         return None
-    session = await lookup(handler.runtime, session_id)
+    return await check(handler.runtime, session_id, settings)
+
+
+async def check(runtime: "Runtime", session_id: str, settings: "AuthSettings") -> Identity:
+    """The identity of a valid 32-hex session id; 401 ``invalid-session-id`` or ``session-id-expired``."""
+    session = await lookup(runtime, session_id)
     if session is None or session.logged_out:
         raise _failed("invalid-session-id")
-    if time.time() >= session.ends_at(settings.token_lifetime):
+    ends = session.ends_at(settings.token_lifetime)
+    if time.time() >= ends:
         raise _failed("session-id-expired")
-    return Identity(account_id=session.account_id, session_id=session_id)
+    return Identity(account_id=session.account_id, session_id=session_id, expires_at=ends)
+
+
+async def identify_bare(runtime: "Runtime", session_id: str | None, settings: "AuthSettings") -> Identity:
+    """The identity of a session id sent outside a header (a WebSocket frame); 401 as for the header."""
+    parsed = parse_uuid(session_id) if isinstance(session_id, str) else None
+    if parsed is None or len(session_id or "") != 32:
+        raise _failed("auth-failed")
+    return await check(runtime, parsed.hex, settings)
 
 
 async def require_session(handler: "BaseHandler") -> None:

@@ -3,7 +3,16 @@
 Membership queries for plugins that must respect who may see which chat (search does):
 
 * :func:`chats_of_account` -- the chats in which an account owns a member;
-* :func:`member_scope` -- the chats a chat member id may see.
+* :func:`member_scope` -- the chats a chat member id may see;
+* :func:`account_in_chat` -- whether an account owns a member of a chat.
+
+Reading messages as a stream does (the events plugin):
+
+* :func:`last_seqs` -- the newest position of chats; :func:`messages_after` -- messages after a
+  position, each with its own; :func:`message` -- one message;
+* :func:`iterator` / :func:`position` -- a position to the iterator clients page with, and back;
+* :data:`CHANNEL` and :func:`parse_event` -- the chats' events over PostgreSQL NOTIFY (see
+  :mod:`messenger_chats.events` for their payloads), for ``runtime.pubsub.subscribe``.
 
 and the error codes it shares with them (``chat_not_found``, ``user_not_found``, ``bad_cursor``),
 so that each is defined once.
@@ -27,11 +36,26 @@ from __future__ import annotations
 
 import uuid
 
+from typing import Any
+
 from messenger_core import Database
 
+from . import cursor
 from .errors import bad_cursor, chat_not_found, user_not_found
+from .events import CHANNEL
+from .events import parse as parse_event
+from .store import encode_message
 
-__all__ = ["bad_cursor", "chat_not_found", "chats_of_account", "member_scope", "user_not_found"]
+__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chats_of_account", "iterator", "last_seqs",
+           "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
+
+_ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
+_LAST_SEQS = "SELECT id, last_seq FROM chats WHERE id = ANY(%s)"
+_AFTER = """
+SELECT id, member_id, text, created_at, seq FROM messages
+WHERE chat_id = %s AND seq > %s ORDER BY seq LIMIT %s
+"""
+_MESSAGE = "SELECT id, member_id, text, created_at, seq FROM messages WHERE chat_id = %s AND id = %s"
 
 _CHATS_OF_ACCOUNT = """
 SELECT DISTINCT chat_id FROM chat_members WHERE account_id = %s ORDER BY chat_id
@@ -65,3 +89,37 @@ async def member_scope(db: Database, member_id: uuid.UUID) -> list[uuid.UUID] | 
     if row["account_id"] is not None:
         return await chats_of_account(db, row["account_id"])
     return [row["chat_id"]]
+
+
+async def account_in_chat(db: Database, chat_id: uuid.UUID, account_id: str | uuid.UUID) -> bool:
+    """Whether the account owns at least one member of the chat (read from PostgreSQL)."""
+    return await db.fetchone(_ACCOUNT_IN_CHAT, (_as_uuid(account_id), chat_id)) is not None
+
+
+async def last_seqs(db: Database, chat_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The position of the newest message of each chat that exists (0: none yet); unknown ids are left out."""
+    rows = await db.fetchall(_LAST_SEQS, (chat_ids,))
+    return {row["id"]: row["last_seq"] for row in rows}
+
+
+async def messages_after(db: Database, chat_id: uuid.UUID, after: int,
+                         limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` messages after position ``after``, oldest first, as ``(position, message as a page has it)``."""
+    rows = await db.fetchall(_AFTER, (chat_id, after, limit))
+    return [(row["seq"], encode_message(row)) for row in rows]
+
+
+async def message(db: Database, chat_id: uuid.UUID, message_id: uuid.UUID) -> tuple[int, dict[str, Any]] | None:
+    """One message of a chat as ``(position, message as a page shows it)``, or None."""
+    row = await db.fetchone(_MESSAGE, (chat_id, message_id))
+    return None if row is None else (row["seq"], encode_message(row))
+
+
+def iterator(chat_id: uuid.UUID, seq: int) -> str:
+    """The iterator "just after position ``seq``" of the chat (what ``next.iterator`` would be)."""
+    return cursor.encode(chat_id, seq)
+
+
+def position(text: str, chat_id: uuid.UUID) -> int:
+    """The position an iterator of the chat names; raises the 400 ``bad-cursor`` ApiError otherwise."""
+    return cursor.decode(text, chat_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from messenger_core import BaseHandler, parse_uuid
@@ -9,7 +10,8 @@ from messenger_core import BaseHandler, parse_uuid
 from . import cursor, state
 from .errors import chat_not_found, user_not_found
 from .schemas import ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, PageQuerySchema
-from .store import ChatStore
+from .store import ChatStore, is_empty_page
+from .waiting import waits_of
 
 
 class ChatsBaseHandler(BaseHandler):
@@ -107,7 +109,9 @@ class MembersHandler(ChatsBaseHandler):
 
 
 class MessagesHandler(ChatsBaseHandler):
-    """``/v1/chats/{chat_id}/messages``: read pages of messages, post a message."""
+    """``/v1/chats/{chat_id}/messages``: read pages of messages (or long-poll for them), post a message."""
+
+    gone: asyncio.Future[None] | None = None
 
     async def get(self, chat_id: str) -> None:
         """A page of messages, oldest first, with the iterator to continue or poll from.
@@ -134,6 +138,14 @@ class MessagesHandler(ChatsBaseHandler):
             required: false
             schema: {type: string}
             description: The next.iterator of an earlier page; absent means the chat's start
+          - in: query
+            name: wait
+            required: false
+            schema: {type: integer, minimum: 0, maximum: 60, default: 0}
+            description: >
+              Long-poll: when the page would be empty, hold the request up to this many seconds until a
+              message after `from` is committed (in any worker), then answer the page; on timeout (or when the
+              server shuts down) the empty page with next.iterator equal to `from`. Holds no database connection.
         responses:
           200:
             description: A page
@@ -141,7 +153,8 @@ class MessagesHandler(ChatsBaseHandler):
               application/json:
                 schema: ChatMessagePage
           400:
-            description: bad-parameters (limit missing, not an integer, or outside 1..1000), bad-cursor (an
+            description: bad-parameters (limit missing, not an integer, or outside 1..1000; wait not an integer
+              of 0..60), bad-cursor (an
               iterator that is malformed, of another chat, or beyond the chat's last message)
             content:
               application/json:
@@ -159,7 +172,17 @@ class MessagesHandler(ChatsBaseHandler):
         account = await self.account()
         if account is not None and not await self.store.account_in_chat(chat, account):
             raise chat_not_found()
-        self.write_json(await self.store.page(chat, after, query["limit"]))
+        body = await self.store.page(chat, after, query["limit"])
+        if query["wait"] and is_empty_page(body):
+            self.gone = asyncio.get_running_loop().create_future()
+            body = await waits_of(self.runtime, self.store).wait_page(
+                chat, after, query["limit"], query["wait"], body, self.gone)
+        self.write_json(body)
+
+    def on_connection_close(self) -> None:
+        if self.gone is not None and not self.gone.done():
+            self.gone.set_result(None)  # a held long-poll stops waiting for a client that hung up
+        super().on_connection_close()
 
     async def post(self, chat_id: str) -> None:
         """Post a message as one of the chat's members.

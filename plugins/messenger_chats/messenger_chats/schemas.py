@@ -54,6 +54,8 @@ class PageQuerySchema(Schema):
                            metadata={"description": "Page size, 1 to 1000"})
     from_ = fields.String(data_key="from", load_default=None,
                           metadata={"description": "next.iterator of the previous page; absent: the chat's start"})
+    wait = fields.Integer(load_default=0, strict=False, validate=validate.Range(min=0, max=60),
+                          metadata={"description": "Seconds to hold an empty page for a new message, 0 to 60"})
 
 
 class MessageSchema(Schema):

@@ -72,7 +72,8 @@ ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND
 # positions after the old value in arrival order.  The clock is read once the UPDATE is done (so
 # after every lock was granted), and the batch's messages are one microsecond apart: created_at
 # follows seq, also across batches, since a chat's next batch reads its clock only after this one
-# committed, which takes far longer than CHATS_POST_BATCH (at most 1000) microseconds.
+# committed, which takes far longer than CHATS_POST_BATCH (at most 1000) microseconds.  The same
+# statement sends one "post" event per chat (``events``), delivered to every listener on commit.
 POST_MESSAGES = """
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(chat_ids)s::uuid[], %(member_ids)s::uuid[], %(texts)s::text[])
@@ -86,10 +87,15 @@ locked AS (
 ),
 position AS (
     UPDATE chats AS c SET last_seq = c.last_seq + locked.n FROM locked WHERE c.id = locked.id
-    RETURNING c.id, c.last_seq - locked.n AS base
+    RETURNING c.id, c.last_seq - locked.n AS base, c.last_seq AS last
+),
+notified AS (
+    SELECT count(pg_notify('messenger_chats', json_build_object(
+        'k', 'post', 'c', replace(p.id::text, '-', ''), 's', p.last)::text)) AS n
+    FROM position AS p
 ),
 clock AS (
-    SELECT clock_timestamp() AS now FROM (SELECT count(*) FROM position) AS updated
+    SELECT clock_timestamp() AS now FROM notified
 )
 INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
 SELECT b.id, b.chat_id, p.base + row_number() OVER (PARTITION BY b.chat_id ORDER BY b.ord),
@@ -146,6 +152,12 @@ def _timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
+def encode_message(row: dict[str, Any]) -> dict[str, Any]:
+    """A message as a page shows it (from a row with id, member_id, text, created_at)."""
+    return {"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
+            "created_at": _timestamp(row["created_at"])}
+
+
 def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
                 max_bytes: int | None = None) -> tuple[bytes, bool]:
     """The JSON body of a page: messages oldest first and the iterator after the last one, and
@@ -156,8 +168,7 @@ def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
     parts: list[bytes] = []
     size = 0
     for row in rows:
-        part = dumps({"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
-                      "created_at": _timestamp(row["created_at"])})
+        part = dumps(encode_message(row))
         if max_bytes is not None and parts and size + len(part) > max_bytes:
             break
         parts.append(part)
@@ -169,6 +180,11 @@ def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
         if max_bytes is None or len(body) <= max_bytes or len(parts) <= 1:
             return body, len(parts) < len(rows)
         parts.pop()  # the envelope tipped it over
+
+
+def is_empty_page(body: bytes) -> bool:
+    """Whether an encoded page holds no message."""
+    return body.startswith(b'{"messages":[]')
 
 
 class ChatStore:
@@ -323,13 +339,14 @@ class ChatStore:
 
     # ---- pages ---------------------------------------------------------------------------------
 
-    async def page(self, chat_id: uuid.UUID, after: int, limit: int) -> bytes:
+    async def page(self, chat_id: uuid.UUID, after: int, limit: int, cached: bool = True) -> bytes:
         """The encoded page of up to ``limit`` messages after position ``after``.
 
         404 ``chat-not-found`` for an unknown chat, 400 ``bad-cursor`` when ``after`` lies beyond
         the chat's last message.  A cached page is served even while PostgreSQL is down.
+        ``cached=False`` reads PostgreSQL (a waiter that knows of a message the cache may not show yet).
         """
-        use_cache = self.settings.cache_pages
+        use_cache = self.settings.cache_pages and cached
         group, field = self.tail_group(chat_id), f"{after}:{limit}"
         token = None
         full_key = self.full_page_key(chat_id, after, limit)

@@ -1,0 +1,114 @@
+"""Long-poll: a read of an empty page held until a message after it is committed, in any process.
+
+The process follows the chats' ``post`` events (:mod:`.events`) on the core's ``LISTEN`` connection.
+A held read takes a watch of its chat *before* it looks at the chat again, so no event can slip
+between the look and the wait.  The waiters of one chat are woken together by one event and share one
+page read per ``(after, limit)`` (:class:`~messenger_core.SharedReads`), from the cache when it holds
+it; a read that the cache answers with an empty page although an event said a message is there
+(the poster's invalidation may still be on its way) reads PostgreSQL.  Waiting holds no database
+connection.  After the ``LISTEN`` connection was re-established (events may have been missed) every
+waiter reads again; at shutdown every waiter answers its empty page at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from messenger_core import SharedReads, Waiters
+
+from . import events
+from .store import ChatStore, is_empty_page
+
+if TYPE_CHECKING:  # pragma: no cover
+    from messenger_core import Runtime
+
+log = logging.getLogger("messenger.chats")
+
+STATE_KEY = "messenger_chats.waits"
+MAX_LATEST = 100_000  # chats whose newest seq this process remembers (forgotten all at once past it)
+
+
+class PostWaits:
+    """The held long-polls of one process (``runtime.state["messenger_chats.waits"]``).
+
+    ``runtime.held_polls`` counts the requests held right now.
+    """
+
+    def __init__(self, runtime: "Runtime", store: ChatStore) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.waiters = Waiters()
+        self.reads: SharedReads[bytes] = SharedReads()
+        self.latest: dict[uuid.UUID, int] = {}  # newest seq an event named, per chat
+        self.epoch = 0  # moves on at every resync
+        runtime.pubsub.subscribe(events.CHANNEL, self._notified)
+        runtime.pubsub.on_resync(self._resync)
+        runtime.on_drain(self.waiters.wake_all)
+
+    def _notified(self, payload: str) -> None:
+        event = events.parse(payload)
+        if event is None or event["k"] != "post":
+            return
+        try:
+            chat, seq = uuid.UUID(event["c"]), int(event["s"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if seq > self.latest.get(chat, 0):
+            if len(self.latest) >= MAX_LATEST:
+                self.latest.clear()
+            self.latest[chat] = seq
+        self.waiters.wake(chat)
+
+    def _resync(self) -> None:
+        self.latest.clear()
+        self.epoch += 1
+        self.waiters.wake_all()
+
+    async def _read(self, chat: uuid.UUID, after: int, limit: int, fresh: bool) -> bytes:
+        def load(cached: bool) -> Callable[[], Awaitable[bytes]]:
+            return lambda: self.store.page(chat, after, limit, cached=cached)
+        body = b'{"messages":[]' if fresh else await self.reads.read((chat, after, limit, True), load(True))
+        if is_empty_page(body):
+            body = await self.reads.read((chat, after, limit, False), load(False))
+        return body
+
+    async def wait_page(self, chat: uuid.UUID, after: int, limit: int, timeout: float, empty: bytes,
+                        gone: asyncio.Future[None] | None = None) -> bytes:
+        """The first non-empty page after ``after`` within ``timeout`` seconds, else ``empty``.
+
+        ``empty`` is the page the caller already read; ``gone`` (the client hung up) ends the wait.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen, epoch = after, self.epoch
+        self.runtime.held_polls += 1
+        log.debug("long-poll held: chat %s after %d, up to %.0f s", chat.hex, after, timeout)
+        try:
+            while not self.runtime.draining.is_set() and not (gone is not None and gone.done()):
+                with self.waiters.watch(chat) as watch:
+                    newest = self.latest.get(chat, 0)
+                    if newest > seen or epoch != self.epoch:
+                        fresh = epoch != self.epoch
+                        seen, epoch = max(seen, newest), self.epoch
+                        body = await self._read(chat, after, limit, fresh)
+                        if not is_empty_page(body):
+                            return body
+                        continue
+                    remaining = deadline - loop.time()
+                    if remaining <= 0 or not await watch.wait(remaining, gone):
+                        return empty
+        finally:
+            self.runtime.held_polls -= 1
+        return empty
+
+
+def waits_of(runtime: "Runtime", store: ChatStore) -> PostWaits:
+    """The process's :class:`PostWaits` (made, and the ``LISTEN`` opened, on the first long-poll)."""
+    waits: PostWaits | None = runtime.state.get(STATE_KEY)
+    if waits is None:
+        waits = runtime.state[STATE_KEY] = PostWaits(runtime, store)
+    return waits

@@ -1,0 +1,451 @@
+"""``GET /v1/events``: the WebSocket stream of chat messages (API.md, "Real-time delivery").
+
+Per stream the server keeps, for each carried chat, only the position of the last message sent; a pump
+task reads what follows (shared with every stream of the process at the same position, see
+:mod:`.hub`) and sends it, one chat at a time, so each chat's messages go out in order, exactly once.
+Frames waiting for the client are counted: past ``EVENTS_MAX_BACKLOG_BYTES`` the stream is cut with 4408,
+so one slow client never makes the server's memory grow.  While a backlog is replayed the pump waits for
+the client to take half of it before reading more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from messenger_chats import api as chats
+from messenger_core import ApiError, BaseHandler, Identity, bad_parameters, parse_uuid
+
+from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
+from .hub import Hub, hub_of
+
+log = logging.getLogger("messenger.events")
+
+READY = b'{"type":"ready"}'
+
+
+@dataclass
+class Carried:
+    """A chat the stream carries: the position sent so far; ``generation`` moves on at each restart."""
+
+    position: int
+    generation: int = 0
+
+
+class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-method,too-many-instance-attributes
+    """``/v1/events``: the stream (a WebSocket); plain GET without the upgrade is 400."""
+
+    public = True  # the upgrade is always accepted: a browser cannot read a 401 there; auth happens on the stream
+    hub: Hub
+    account: str | None = None
+    session: str | None = None
+    authed = False
+    awaiting_auth = False
+    closing = False
+    counted_stream = False
+
+    def __init__(self, application: Any, request: Any, **kwargs: Any) -> None:
+        super().__init__(application, request, **kwargs)
+        self.carried: dict[uuid.UUID, Carried] = {}
+        self.dirty: dict[uuid.UUID, None] = {}  # chats to read, in order
+        self.waiting_for: list[tuple[set[uuid.UUID], list[str]]] = []  # subscribes not yet "subscribed"
+        self.pending_bytes = 0
+        self.settings_ = self.runtime.config.events
+        self._wakeup = asyncio.Event()
+        self._drained: asyncio.Future[None] | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tokens = 2.0 * self.settings_.frames_per_second
+        self._refilled = time.monotonic()
+
+    # ---- tornado's side ------------------------------------------------------------------------
+
+    @property
+    def ping_interval(self) -> float | None:
+        return self.settings_.ping_interval or None
+
+    @property
+    def max_message_size(self) -> int:
+        return self.settings_.max_frame_bytes
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # a page of another origin can do nothing without a session id, sent in a frame
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Open the stream (a WebSocket upgrade).
+        ---
+        summary: The real-time stream (WebSocket)
+        description: >
+          Upgrade to a WebSocket; every frame is a JSON object with a `type`. Auth on: send the session in the
+          `Authorization` header of the upgrade, or as a first frame `{"type": "auth", "session_id": "<hex32>"}`
+          within EVENTS_AUTH_TIMEOUT seconds; a missing, bad, expired or logged-out session (also later, in
+          any worker) gets `{"type": "error", "message": "<401 code>"}` and close code 4401. Then the server
+          sends `{"type": "ready"}` and carries every chat of the account (auth off: the chats subscribed).
+          Client `{"type": "subscribe", "chats": {"<chat_id>": "<iterator>" | null}}` replays every message
+          after each iterator (null: only new ones), then `{"type": "subscribed", "chats": [...]}`. Server
+          frames: `{"type": "message", "chat_id", "message", "iterator"}` (resume with the last iterator of
+          each chat and miss nothing), `message_edited`, `message_deleted`, `chat_joined`, `error` (with
+          `chat-not-found`, `bad-cursor` or `bad-parameters` the stream goes on). Close codes: 1001 the server
+          shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 4401 unauthorized,
+          4408 the client read too slowly (its backlog passed EVENTS_MAX_BACKLOG_BYTES), 4429 more than
+          EVENTS_FRAMES_PER_SECOND client frames a second.
+        tags: [events]
+        responses:
+          101:
+            description: Switching protocols (the stream is open; auth happens on it)
+          400:
+            description: bad-parameters (a plain GET without the WebSocket upgrade)
+            content:
+              application/json:
+                schema: Error
+        """
+        if self.request.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in [
+                part.strip().lower() for part in self.request.headers.get("Connection", "").split(",")]:
+            raise bad_parameters()
+        await super().get(*args, **kwargs)
+
+    async def open(self, *args: str, **kwargs: str) -> None:  # pylint: disable=unused-argument
+        """The upgrade is done: authenticate (header, or wait for the auth frame), then "ready"."""
+        self._uncount()  # a stream is not a request in flight: shutdown closes it instead of waiting
+        self.counted_stream = True
+        self.runtime.open_streams += 1
+        self.hub = hub_of(self.runtime)
+        try:
+            identity = await self.authenticate()  # the header's session, None without one (or auth off)
+        except ApiError as exc:
+            if exc.status_code == 401:
+                self.fail(exc.code)
+            else:
+                self._give_up(exc)
+            return
+        if identity is None:
+            try:
+                identity = await self.identify_session(None)  # None: auth is off; a 401: it is on
+            except ApiError as exc:
+                if exc.status_code != 401:
+                    self._give_up(exc)
+                    return
+                self.awaiting_auth = True  # the first frame must be {"type": "auth", ...}
+                self._later(self.settings_.auth_timeout, self.fail, "auth-failed")
+                return
+        await self._start(identity)
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self.closing:
+            return
+        if not self._allow_frame():
+            self._write(error_frame("request-limit-exceeded").encode())
+            self._close(TOO_MANY, "too many frames")
+            return
+        try:
+            frame = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            frame = None
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if self.awaiting_auth:
+            if kind != "auth" or frame is None:
+                self.fail("auth-failed")
+                return
+            self.awaiting_auth = False
+            self._cancel_timers()
+            try:
+                identity = await self.identify_session(frame.get("session_id"))
+            except ApiError as exc:
+                if exc.status_code == 401:
+                    self.fail(exc.code)
+                else:
+                    self._give_up(exc)
+                return
+            await self._start(identity)
+        elif not self.authed:
+            return  # still opening
+        elif kind == "subscribe" and frame is not None:
+            await self._subscribe(frame.get("chats"))
+        else:
+            self.send(error_frame("bad-parameters").encode())
+
+    def on_close(self) -> None:
+        self.closing = True
+        self._cancel_timers()
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+        if self.counted_stream:
+            self.counted_stream = False
+            self.runtime.open_streams -= 1
+            self.hub.remove(self, list(self.carried))
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # ---- starting ------------------------------------------------------------------------------
+
+    async def _start(self, identity: Identity | None) -> None:
+        try:
+            if identity is not None:
+                self.account, self.session = identity.account_id, identity.session_id
+                self.hub.add(self)  # before reading the chats: a join meanwhile is not missed
+                if identity.expires_at is not None:
+                    self._later(identity.expires_at - time.time(), self.fail, "session-id-expired")
+                mine = await chats.chats_of_account(self.runtime.db, identity.account_id)
+                for chat, seq in (await chats.last_seqs(self.runtime.db, mine)).items():
+                    self._carry(chat, seq)
+        except ApiError as exc:
+            self._give_up(exc)
+            return
+        if self.closing:
+            return
+        self.authed = True
+        self._write(READY)
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    def _carry(self, chat: uuid.UUID, position: int) -> None:
+        state = self.carried.get(chat)
+        if state is None:
+            self.carried[chat] = Carried(position)
+            self.hub.carry(self, chat)
+        else:
+            state.position, state.generation = position, state.generation + 1
+        if self.hub.latest.get(chat, 0) > position:
+            self._mark(chat)
+
+    def _mark(self, chat: uuid.UUID) -> None:
+        self.dirty[chat] = None
+        self._wakeup.set()
+
+    # ---- subscribe -----------------------------------------------------------------------------
+
+    async def _subscribe(self, named: Any) -> None:
+        if not isinstance(named, dict):
+            self.send(error_frame("bad-parameters").encode())
+            return
+        ids: dict[str, uuid.UUID] = {}
+        for text in named:
+            chat = parse_uuid(text) if len(text) == 32 else None
+            if chat is None:
+                self.send(error_frame("chat-not-found", chat_id=text).encode())
+            else:
+                ids[text] = chat
+        try:
+            lasts = await chats.last_seqs(self.runtime.db, list(ids.values())) if ids else {}
+            mine = None if self.account is None else set(await chats.chats_of_account(self.runtime.db, self.account))
+        except ApiError as exc:
+            for text in ids:
+                self.send(error_frame(exc.code, chat_id=text).encode())
+            return
+        started: list[uuid.UUID] = []
+        for text, chat in ids.items():
+            last = lasts.get(chat)
+            if last is None or (mine is not None and chat not in mine):
+                self.send(error_frame("chat-not-found", chat_id=text).encode())
+                continue
+            position = self._position(named[text], chat, last)
+            if position < 0 or position > last:
+                self.send(error_frame("bad-cursor", chat_id=text).encode())
+                continue
+            self._carry(chat, position)
+            self._mark(chat)
+            started.append(chat)
+        self.waiting_for.append((set(started), [chat.hex for chat in started]))
+        self._wakeup.set()
+
+    @staticmethod
+    def _position(given: Any, chat: uuid.UUID, last: int) -> int:
+        """Where a subscribe starts: the iterator's position, the chat's end for null, -1 when bad."""
+        if given is None:
+            return last
+        if not isinstance(given, str):
+            return -1
+        try:
+            return chats.position(given, chat)
+        except ApiError:
+            return -1
+
+    def _caught_up(self, chat: uuid.UUID | None) -> None:
+        """``chat``'s backlog is sent: answer "subscribed" to every subscribe whose chats are all sent."""
+        while self.waiting_for:
+            waiting, ordered = self.waiting_for[0]
+            if chat is not None:
+                waiting.discard(chat)
+            if waiting:
+                return
+            self.waiting_for.pop(0)
+            self.send(json.dumps({"type": "subscribed", "chats": ordered}).encode())
+
+    # ---- delivery ------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Read and send the carried chats that have news, one at a time (each chat in order)."""
+        while not self.closing:
+            if not self.dirty:
+                self._caught_up(None)  # a subscribe that named no valid chat
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            chat = next(iter(self.dirty))
+            del self.dirty[chat]
+            state = self.carried.get(chat)
+            if state is None:
+                self._caught_up(chat)
+                continue
+            start, generation = state.position, state.generation
+            try:
+                batch = await self.hub.read(chat, start)
+            except ApiError:
+                await asyncio.sleep(1.0)  # PostgreSQL away: try again (the stream stays open)
+                if self.carried.get(chat) is state:
+                    self._mark(chat)
+                continue
+            if self.closing:
+                return
+            if self.carried.get(chat) is not state or state.generation != generation:
+                continue  # restarted or dropped while reading
+            for _, frame in batch.frames:
+                if not self.send(frame):
+                    return
+            self.hub.sent += len(batch.frames)
+            if batch.frames:
+                state.position = batch.frames[-1][0]
+            if batch.full or (batch.frames and self.hub.latest.get(chat, 0) > state.position):
+                self._mark(chat)
+            else:
+                self._caught_up(chat)
+            if self.pending_bytes > self.settings_.max_backlog_bytes // 2:
+                await self._until_drained()
+
+    async def _until_drained(self) -> None:
+        """Wait until the client took what was sent (a backlog is not read faster than it is taken)."""
+        self._drained = asyncio.get_running_loop().create_future()
+        await self._drained
+
+    def send(self, frame: bytes) -> bool:
+        """Queue a frame; past the backlog bound the stream is cut with 4408 (False)."""
+        if self.closing:
+            return False
+        if not self._write(frame):
+            return False
+        if self.pending_bytes > self.settings_.max_backlog_bytes:
+            self.hub.cut += 1
+            self._close(TOO_SLOW, "too slow")
+            return False
+        return True
+
+    def _write(self, frame: bytes) -> bool:
+        try:
+            written = self.write_message(frame)
+        except WebSocketClosedError:
+            self.closing = True
+            return False
+        size = len(frame)
+        self.pending_bytes += size
+        self.hub.max_pending = max(self.hub.max_pending, self.pending_bytes)
+        written.add_done_callback(lambda _: self._written(size))
+        return True
+
+    def _written(self, size: int) -> None:
+        self.pending_bytes -= size
+        if self._drained is not None and not self._drained.done() and self.pending_bytes == 0:
+            self._drained.set_result(None)
+
+    # ---- what the hub tells -------------------------------------------------------------------
+
+    def poke(self, chat: uuid.UUID, seq: int) -> None:
+        """A carried chat has messages up to ``seq``."""
+        state = self.carried.get(chat)
+        if state is not None and seq > state.position and self.authed:
+            self._mark(chat)
+
+    def carries(self, chat: uuid.UUID) -> int | None:
+        """The position sent so far in ``chat`` (None: not carried)."""
+        state = self.carried.get(chat)
+        return None if state is None else state.position
+
+    def resync(self) -> None:
+        """Events may have been missed: read every carried chat again, check the session again."""
+        for chat in self.carried:
+            self._mark(chat)
+        if self.session is not None:
+            asyncio.ensure_future(self._recheck())
+
+    async def _recheck(self) -> None:
+        try:
+            await self.identify_session(self.session)
+        except ApiError as exc:
+            if exc.status_code == 401:
+                self.fail(exc.code)
+
+    async def joined(self, chat: uuid.UUID) -> None:
+        """The account joined ``chat`` (in any worker): carry it from now on."""
+        if chat in self.carried or self.closing:
+            return
+        position = self.hub.latest.get(chat)
+        if position is None:
+            position = (await chats.last_seqs(self.runtime.db, [chat])).get(chat)
+            if position is None or chat in self.carried or self.closing:
+                return
+        self._carry(chat, position)
+        self.send(json.dumps({"type": "chat_joined", "chat": {"chat_id": chat.hex}}).encode())
+
+    async def left(self, chat: uuid.UUID) -> None:
+        """A member of the account left ``chat``: stop carrying it once the account has none there."""
+        if chat not in self.carried or self.account is None:
+            return
+        if await chats.account_in_chat(self.runtime.db, chat, self.account):
+            return
+        self.carried.pop(chat, None)
+        self.dirty.pop(chat, None)
+        self.hub.drop(self, chat)
+        self._caught_up(chat)
+
+    def fail(self, code: str) -> None:
+        """``{"type": "error", "message": code}`` and close 4401."""
+        if self.closing:
+            return
+        self._write(error_frame(code).encode())
+        self._close(UNAUTHORIZED, code)
+
+    def going_away(self) -> None:
+        """The server shuts down: close with 1001 (the client reconnects elsewhere with its iterators)."""
+        self._close(GOING_AWAY, "server shutting down")
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _give_up(self, exc: ApiError) -> None:
+        """PostgreSQL (or another dependency) is away while starting: say so and close (1013: try again)."""
+        self._write(error_frame(exc.code).encode())
+        self._close(1013, exc.code)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self._wakeup.set()
+        self.close(code, reason)
+
+    def _allow_frame(self) -> bool:
+        rate = self.settings_.frames_per_second
+        now = time.monotonic()
+        self._tokens = min(2.0 * rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _later(self, delay: float, func: Any, *args: Any) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(max(0.0, delay), func, *args))
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+
+default_handlers = [
+    (r"/v1/events", EventsHandler),
+]

@@ -1,0 +1,227 @@
+"""The process's streams, indexed by chat, account and session, fed by the chats' events.
+
+No stream has a queue of its own on the server: each holds, per carried chat, the position of the last
+message it sent, and reads what follows from PostgreSQL when an event says there is more.  The streams of
+one process at the same position of a chat share one read (:class:`~messenger_core.SharedReads`), whose
+frames are encoded once for all of them.  A client that reconnects anywhere resumes from its iterators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from messenger_chats import api as chats
+from messenger_core import SESSIONS_CHANNEL, SharedReads, dumps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from messenger_core import Runtime
+
+log = logging.getLogger("messenger.events")
+
+STATE_KEY = "messenger_events"
+MAX_LATEST = 100_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Messages of a chat after a position: ``(seq, encoded frame)`` each, and whether more may follow."""
+
+    frames: list[tuple[int, bytes]]
+    full: bool
+
+
+class Stream(Protocol):
+    """What the hub needs of a stream (the WebSocket handler)."""
+
+    account: str | None
+    session: str | None
+
+    def poke(self, chat: uuid.UUID, seq: int) -> None:
+        """A chat it carries has messages up to ``seq``."""
+
+    def resync(self) -> None:
+        """Events may have been missed: read every carried chat again and check the session."""
+
+    def carries(self, chat: uuid.UUID) -> int | None:
+        """The position sent so far in ``chat``, or None when it does not carry it."""
+
+    def send(self, frame: bytes) -> bool:
+        """Queue a frame (the backlog bound applies)."""
+
+    def fail(self, code: str) -> None:
+        """Send an error frame and close with 4401."""
+
+    def joined(self, chat: uuid.UUID) -> Awaitable[None]:
+        """The account joined ``chat``: carry it from now on."""
+
+    def left(self, chat: uuid.UUID) -> Awaitable[None]:
+        """A member of the account left ``chat``: stop carrying it if that was the account's last."""
+
+    def going_away(self) -> None:
+        """The server shuts down: close with 1001."""
+
+
+class Hub:
+    """Streams by chat, account and session; reads shared between them (``runtime.state["messenger_events"]``)."""
+
+    def __init__(self, runtime: "Runtime", page: int) -> None:
+        self.runtime = runtime
+        self.page = page
+        self.by_chat: dict[uuid.UUID, set[Stream]] = {}
+        self.by_account: dict[str, set[Stream]] = {}
+        self.by_session: dict[str, set[Stream]] = {}
+        self.latest: dict[uuid.UUID, int] = {}  # newest position an event named, per chat
+        self.reads: SharedReads[Batch] = SharedReads()
+        self.singles: SharedReads[tuple[int, dict[str, Any]] | None] = SharedReads()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sent = 0  # message frames queued, all streams (a counter for metrics and the bench)
+        self.cut = 0  # streams cut with 4408 for reading too slowly
+        self.max_pending = 0  # most bytes ever waiting for one client (bounded by EVENTS_MAX_BACKLOG_BYTES + a frame)
+        runtime.pubsub.subscribe(chats.CHANNEL, self._chat_event)
+        runtime.pubsub.subscribe(SESSIONS_CHANNEL, self._session_ended)
+        runtime.pubsub.on_resync(self._resync)
+        runtime.on_drain(self._drain)
+
+    # ---- the index -----------------------------------------------------------------------------
+
+    def add(self, stream: Stream) -> None:
+        """Index a stream by its account and session (once authenticated)."""
+        if stream.account is not None:
+            self.by_account.setdefault(stream.account, set()).add(stream)
+        if stream.session is not None:
+            self.by_session.setdefault(stream.session, set()).add(stream)
+
+    def carry(self, stream: Stream, chat: uuid.UUID) -> None:
+        """Deliver ``chat``'s events to ``stream``."""
+        self.by_chat.setdefault(chat, set()).add(stream)
+
+    def drop(self, stream: Stream, chat: uuid.UUID) -> None:
+        """Stop delivering ``chat`` to ``stream``."""
+        _discard(self.by_chat, chat, stream)
+
+    def remove(self, stream: Stream, chats_carried: list[uuid.UUID]) -> None:
+        """Forget a closed stream."""
+        for chat in chats_carried:
+            _discard(self.by_chat, chat, stream)
+        if stream.account is not None:
+            _discard(self.by_account, stream.account, stream)
+        if stream.session is not None:
+            _discard(self.by_session, stream.session, stream)
+
+    @property
+    def streams(self) -> set[Stream]:
+        """Every stream that is carrying a chat or authenticated."""
+        found: set[Stream] = set()
+        for group in (*self.by_chat.values(), *self.by_account.values()):
+            found |= group
+        return found
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def read(self, chat: uuid.UUID, after: int) -> Batch:
+        """Messages after ``after`` (up to ``EVENTS_PAGE``), shared by every stream reading the same."""
+        return await self.reads.read((chat, after), lambda: self._load(chat, after))
+
+    async def _load(self, chat: uuid.UUID, after: int) -> Batch:
+        rows = await chats.messages_after(self.runtime.db, chat, after, self.page)
+        chat_hex = chat.hex
+        frames = [(seq, dumps({"type": "message", "chat_id": chat_hex, "message": message,
+                               "iterator": chats.iterator(chat, seq)})) for seq, message in rows]
+        return Batch(frames, len(rows) == self.page)
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def _chat_event(self, payload: str) -> None:
+        event = chats.parse_event(payload)
+        if event is None:
+            return
+        try:
+            chat = uuid.UUID(event["c"])
+            kind = event["k"]
+            if kind == "post":
+                self._posted(chat, int(event["s"]))
+            elif kind in ("edit", "delete"):
+                self._changed(chat, kind, uuid.UUID(event["m"]), int(event["s"]))
+            elif kind in ("join", "leave") and isinstance(event.get("a"), str):
+                self._membership(chat, kind, uuid.UUID(event["a"]).hex)
+        except (KeyError, TypeError, ValueError):
+            log.warning("events: an event that is not one: %.200s", payload)
+
+    def _posted(self, chat: uuid.UUID, seq: int) -> None:
+        if seq > self.latest.get(chat, 0):
+            if len(self.latest) >= MAX_LATEST:
+                self.latest.clear()
+            self.latest[chat] = seq
+        for stream in list(self.by_chat.get(chat, ())):
+            stream.poke(chat, seq)
+
+    def _changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
+        # streams that already sent the message learn of the change; the others will read it as it is
+        streams = [s for s in self.by_chat.get(chat, ()) if (s.carries(chat) or 0) >= seq]
+        if not streams:
+            return
+        if kind == "delete":
+            frame = dumps({"type": "message_deleted", "chat_id": chat.hex, "message_id": message_id.hex})
+            for stream in streams:
+                stream.send(frame)
+            return
+        self._spawn(self._edited(chat, message_id, streams))
+
+    async def _edited(self, chat: uuid.UUID, message_id: uuid.UUID, streams: list[Stream]) -> None:
+        found = await self.singles.read((chat, message_id),
+                                        lambda: chats.message(self.runtime.db, chat, message_id))
+        if found is None:
+            return  # deleted meanwhile: its delete event follows
+        frame = dumps({"type": "message_edited", "chat_id": chat.hex, "message": found[1]})
+        for stream in streams:
+            if stream.carries(chat) is not None:
+                stream.send(frame)
+
+    def _membership(self, chat: uuid.UUID, kind: str, account: str) -> None:
+        for stream in list(self.by_account.get(account, ())):
+            self._spawn(stream.joined(chat) if kind == "join" else stream.left(chat))
+
+    def _session_ended(self, payload: str) -> None:
+        for stream in list(self.by_session.get(payload.strip().lower(), ())):
+            stream.fail("invalid-session-id")
+
+    def _resync(self) -> None:
+        self.latest.clear()
+        for stream in self.streams:
+            stream.resync()
+
+    def _drain(self) -> None:
+        for stream in self.streams:
+            stream.going_away()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("events: handling an event failed: %s", exc or type(exc).__name__)
+
+
+def _discard(index: dict[Any, set[Stream]], key: Any, stream: Stream) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(stream)
+        if not group:
+            del index[key]
+
+
+def hub_of(runtime: "Runtime") -> Hub:
+    """The process's :class:`Hub` (made on the first stream, which opens the ``LISTEN`` connection)."""
+    hub: Hub | None = runtime.state.get(STATE_KEY)
+    if hub is None:
+        hub = runtime.state[STATE_KEY] = Hub(runtime, runtime.config.events.page)
+    return hub

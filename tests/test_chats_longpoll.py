@@ -1,0 +1,140 @@
+"""Long-poll (``wait=`` on GET .../messages): held until another process commits, then the page; else empty."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from auth_support import bearer, new_session
+from chats_support import chats_server, join, new_chat, read_page, say
+from support import assert_error, poll, serve_app, start_api
+
+
+async def held(runtime: object, count: int) -> bool:
+    """Whether ``count`` long-polls are held in this in-process server."""
+    return getattr(runtime, "held_polls") == count
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_a_held_request_answers_the_post_another_process_commits(
+        env: dict[str, str], tmp_path: Path, cache: str) -> None:
+    # PostgreSQL only with the memory cache; with Redis the poster's invalidation of the cached tail page
+    # races the NOTIFY, and the waiter must still answer the message
+    env = {**env, "CACHE_TYPE": cache}
+    proc, other = await start_api({**env, "MESSENGER_APPS": "messenger_chats"}, tmp_path / "other.log")
+    try:
+        async with chats_server(env) as srv:
+            chat = await new_chat(srv.client)
+            user = await join(srv.client, chat)
+            before, start = await read_page(srv.client, chat, 10)
+            assert before == []
+            waiting = asyncio.ensure_future(srv.client.get(
+                f"/v1/chats/{chat}/messages?limit=10&from={start}&wait=30", timeout=40))
+            await poll(lambda: held(srv.runtime, 1))
+            await poll(lambda: asyncio.sleep(0, srv.runtime.pubsub.live))
+            sent = time.monotonic()
+            message_id = await say(other, chat, user, "from another process")  # 201: committed there
+            posted = time.monotonic()
+            resp = await waiting
+            answered = time.monotonic()
+            assert resp.status == 200, resp
+            assert [m["message_id"] for m in resp.json["messages"]] == [message_id]
+            assert resp.json["messages"][0]["text"] == "from another process"
+            again, _ = await read_page(other, chat, 10, start)  # paging shows the same
+            assert resp.json == {"messages": again, "next": resp.json["next"]}
+            assert srv.runtime.held_polls == 0
+            # woken by the commit, not by the 30 s timeout (the latency is measured in bench/, not here)
+            assert answered - sent < 10
+            print(f"long-poll answered {1000 * (answered - posted):.1f} ms after the post's 201")
+    finally:
+        assert proc.stop() == 0
+
+
+async def test_wait_runs_out_with_the_empty_page(env: dict[str, str]) -> None:
+    async with chats_server(env) as srv:
+        chat = await new_chat(srv.client)
+        user = await join(srv.client, chat)
+        _, start = await read_page(srv.client, chat, 5)
+        resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=5&wait=1")
+        assert resp.status == 200 and resp.json == {"messages": [], "next": {"iterator": start}}, resp
+        await say(srv.client, chat, user, "one")
+        _, after = await read_page(srv.client, chat, 5)
+        resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=5&from={after}&wait=1")
+        assert resp.status == 200 and resp.json == {"messages": [], "next": {"iterator": after}}, resp
+        # a page that is not empty answers at once, wait or not
+        resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=60", timeout=5)
+        assert resp.status == 200 and [m["text"] for m in resp.json["messages"]] == ["one"]
+        assert srv.runtime.held_polls == 0
+
+
+@pytest.mark.parametrize("wait", ["-1", "61", "abc", "1.5", "", "1e3"])
+async def test_wait_out_of_range_is_400(env: dict[str, str], wait: str) -> None:
+    async with chats_server(env) as srv:
+        chat = await new_chat(srv.client)
+        user = await join(srv.client, chat)
+        await say(srv.client, chat, user, "kept")
+        resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=5&wait={wait}")
+        assert_error(resp, 400, "bad-parameters")
+        messages, _ = await read_page(srv.client, chat, 5)
+        assert [m["text"] for m in messages] == ["kept"]
+
+
+async def test_held_requests_hold_no_database_connection(env: dict[str, str]) -> None:
+    async with chats_server(env, POOL_SIZE=2, DB_TIMEOUT=2) as srv:
+        chats = [await new_chat(srv.client, f"c{i}") for i in range(6)]
+        users = [await join(srv.client, chat) for chat in chats]
+        waiting = [asyncio.ensure_future(srv.client.get(f"/v1/chats/{chat}/messages?limit=5&wait=20", timeout=30))
+                   for chat in chats]
+        await poll(lambda: held(srv.runtime, 6))
+
+        async def none_taken() -> bool:  # (a connection given back a moment ago may still be on its way)
+            stats = srv.runtime.db.pool.get_stats()
+            return stats.get("pool_size", 0) == stats.get("pool_available", -1) and srv.runtime.held_polls == 6
+        await poll(none_taken)
+        # with six requests held, the pool of two still serves everything else
+        other = await new_chat(srv.client, "other")
+        member = await join(srv.client, other)
+        await say(srv.client, other, member, "still served")
+        messages, _ = await read_page(srv.client, other, 5)
+        assert [m["text"] for m in messages] == ["still served"]
+        for chat, user, task in zip(chats, users, waiting):
+            await say(srv.client, chat, user, f"for {chat}")
+            resp = await task
+            assert resp.status == 200 and [m["text"] for m in resp.json["messages"]] == [f"for {chat}"], resp
+        assert srv.runtime.held_polls == 0
+
+
+async def test_a_client_that_hangs_up_is_no_longer_held(env: dict[str, str]) -> None:
+    async with chats_server(env) as srv:
+        chat = await new_chat(srv.client)
+        await join(srv.client, chat)
+        host, port = srv.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /v1/chats/{chat}/messages?limit=5&wait=60 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        await poll(lambda: held(srv.runtime, 1))
+        writer.close()  # hangs up
+        await poll(lambda: held(srv.runtime, 0))
+        assert await reader.read() == b""  # nothing was answered
+
+
+async def test_long_poll_with_auth(env: dict[str, str]) -> None:
+    async with serve_app(env) as srv:
+        alice = srv.client.with_headers(**bearer(await new_session(srv.client, "alice")))
+        bob = srv.client.with_headers(**bearer(await new_session(srv.client, "bob")))
+        chat = await new_chat(alice)
+        user = await join(alice, chat, "alice")
+        _, start = await read_page(alice, chat, 5)
+        # not a member: 404 at once, never held
+        assert_error(await bob.get(f"/v1/chats/{chat}/messages?limit=5&wait=30", timeout=5), 404, "chat-not-found")
+        assert_error(await srv.client.get(f"/v1/chats/{chat}/messages?limit=5&wait=30", timeout=5),
+                     401, "auth-failed")
+        waiting = asyncio.ensure_future(alice.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=30",
+                                                  timeout=40))
+        await poll(lambda: held(srv.runtime, 1))
+        message_id = await say(alice, chat, user, "hello")
+        resp = await waiting
+        assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [message_id]
