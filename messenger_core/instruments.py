@@ -7,6 +7,7 @@ raw path; a cache group is its name with the ids taken out (``chats:tail``, ``au
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ TASK_DURATION = metrics.histogram("messenger_task_duration_seconds", "Seconds on
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"))
 UNMATCHED = "unmatched"  # the route label of a request no route matched
 _GROUP = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>[^)]*\)")
-_ID_SEGMENT = re.compile(r"[0-9a-fA-F-]{8,}|[0-9]+")
+_HEXISH = "0123456789abcdefABCDEF-"
 SAMPLE_INTERVAL = 1.0
 
 
@@ -56,9 +57,15 @@ def method_label(method: str) -> str:
     return method if method in METHODS else "other"
 
 
+def _is_id(part: str) -> bool:
+    """A number, or 8+ hex digits and dashes (a hex id, a UUID): what a label must not carry."""
+    return part.isdigit() or (len(part) >= 8 and not part.strip(_HEXISH))
+
+
+@functools.lru_cache(maxsize=4096)  # hot keys (a busy chat's tail, a session) repeat
 def group_label(key: str) -> str:
     """A cache key or group without its ids: ``chats:<hex>:page:0:10`` -> ``chats:page``."""
-    parts = [part for part in key.split(":") if part and not _ID_SEGMENT.fullmatch(part)]
+    parts = [part for part in key.split(":") if part and not _is_id(part)]
     return ":".join(parts[:3]) or "other"
 
 

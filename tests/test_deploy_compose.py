@@ -46,6 +46,8 @@ def stack() -> dict[str, Any]:
     resolved = yaml.safe_load(result.stdout)
     # what `up` starts without --profile (docker-compose v1's config lists profiled services too)
     resolved["services"] = {name: svc for name, svc in resolved["services"].items() if not svc.get("profiles")}
+    used = {mount.split(":")[0] for svc in resolved["services"].values() for mount in svc.get("volumes", [])}
+    resolved["volumes"] = {name: volume for name, volume in resolved.get("volumes", {}).items() if name in used}
     return resolved
 
 

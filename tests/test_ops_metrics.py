@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chats_support import join, new_chat, say
 from search_support import search_server, start_search, wait_status
-from support import Client, assert_error, Process, base_env, poll, serve_app, start_api
+from support import Client, Process, assert_error, base_env, poll, serve_app, start_api
 
 REQUESTS = "messenger_http_requests"
 
