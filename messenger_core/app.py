@@ -12,14 +12,15 @@ import ipaddress
 import logging
 from typing import Any
 
-from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
+from . import instruments
 from .errors import StartupError
-from .openapi import docs_routes, spec_json
+from .openapi import spec_json
 from .plugins import PluginManager
 from .runtime import Runtime
 from .settings import Config
-from .web import BaseHandler, BodyLimit, NotFoundHandler, PingDbHandler, PingHandler, RequestHook
+from .web import BodyLimit, NotFoundHandler, RequestHook
 
 log = logging.getLogger("messenger.app")
 access_log = logging.getLogger("messenger.access")
@@ -37,7 +38,8 @@ class MessengerApp(Application):
         self.routes = routes
         self._trusted = runtime.config.trusted_proxies
         self._openapi: bytes | None = None
-        super().__init__(routes, default_handler_class=NotFoundHandler, **settings)
+        super().__init__([_labelled(route) for route in routes], default_handler_class=NotFoundHandler,
+                         **settings)
 
     def start_request(self, server_conn: object, request_conn: Any) -> Any:
         """Tornado's delegate of one request, behind the body-size limit (413 JSON, see BodyLimit)."""
@@ -60,57 +62,39 @@ class MessengerApp(Application):
         return self._openapi
 
     def log_request(self, handler: Any) -> None:
-        """One access-log line per request: status, method, path, latency, client."""
+        """Count the request in the metrics; one access-log line: status, method, URI, latency, client, route."""
+        status = handler.get_status()
+        request = handler.request
+        seconds = request.request_time()
+        route = getattr(handler, "route_label", instruments.UNMATCHED)
+        instruments.HTTP_REQUESTS.labels(instruments.method_label(request.method or ""), route, str(status)).inc()
+        instruments.HTTP_LATENCY.labels(route).observe(seconds)
         if not self.config.access_log:
             return
-        status = handler.get_status()
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-        request = handler.request
-        access_log.log(level, "%d %s %s %.1fms %s", status, request.method, request.uri,
-                       1000.0 * request.request_time(), request.remote_ip)
+        ms = round(1000.0 * seconds, 1)
+        access_log.log(level, "%d %s %s %.1fms %s %s", status, request.method, request.uri, ms,
+                       request.remote_ip, route,
+                       extra={"method": request.method, "route": route, "path": request.path, "status": status,
+                              "duration_ms": ms, "client": request.remote_ip,
+                              "request_id": getattr(handler, "request_id", None) or None})
 
 
-CORE_ROUTES: list[tuple[Any, ...]] = [
-    (r"/ping", PingHandler),
-    (r"/ping_db", PingDbHandler),
-]
-
-
-def collect_routes(plugins: PluginManager, config: Config) -> list[tuple[Any, ...]]:
-    """Core routes plus every plugin's; a pattern claimed twice stops start-up."""
-    owners: dict[str, str] = {}
-    routes: list[tuple[Any, ...]] = []
-    contributed = [("core", CORE_ROUTES + docs_routes())]
-    contributed += plugins.call_each("messenger_routes", config=config)
-    for plugin, items in contributed:
-        for route in items:
-            pattern, handler = route[0], route[1]
-            if pattern in owners:
-                raise StartupError(f"route {pattern!r} is claimed by both {owners[pattern]!r} and {plugin!r}")
-            if not (isinstance(handler, type) and issubclass(handler, BaseHandler)):
-                raise StartupError(f"route {pattern!r} of {plugin!r}: handler must derive from BaseHandler")
-            owners[pattern] = plugin
-            routes.append(tuple(route))
-    return routes
-
-
-def collect_request_hooks(plugins: PluginManager, config: Config) -> list[RequestHook]:
-    """Every plugin's request hooks, sorted by (order, name); a duplicate name stops start-up."""
-    hooks: list[RequestHook] = []
-    names: set[str] = set()
-    for plugin, items in plugins.call_each("messenger_request_hooks", config=config):
-        for hook in items:
-            if hook.name in names:
-                raise StartupError(f"request hook {hook.name!r} of {plugin!r} is declared twice")
-            names.add(hook.name)
-            hooks.append(hook)
-    return sorted(hooks, key=lambda h: (h.order, h.name))
+def _labelled(route: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The route with its pattern's label among the handler's kwargs (for metrics and access lines)."""
+    kwargs = dict(route[2]) if len(route) > 2 and route[2] else {}
+    kwargs.setdefault("route_label", instruments.route_label(route[0]))
+    return (route[0], route[1], kwargs, *route[3:])
 
 
 def make_app(config: Config, plugins: PluginManager, processes: int = 1, **settings: Any) -> MessengerApp:
     """Build the application of one process (call ``await app.runtime.start()`` next)."""
     runtime = Runtime(config, plugins, processes)
-    routes = collect_routes(plugins, config)
-    hooks = collect_request_hooks(plugins, config)
+    contributed = runtime.contributions
+    for route in contributed.routes:
+        handler = route[1]
+        if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
+            plugin = contributed.owners[("route", route[0])]
+            raise StartupError(f"route {route[0]!r} of {plugin!r}: handler must be a RequestHandler (a BaseHandler)")
     settings.setdefault("compress_response", False)
-    return MessengerApp(runtime, routes, hooks, **settings)
+    return MessengerApp(runtime, list(contributed.routes), list(contributed.request_hooks), **settings)

@@ -60,8 +60,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .aio import Backoff
 from .cache import Cache, Lru, RedisCache
 from .health import Availability
+from .instruments import cache_lookup
 from .settings import Config
 
 log = logging.getLogger("messenger.near")
@@ -154,7 +156,9 @@ class NearCache:
             self.start()
         if not self.live:
             return None
-        return self._data.get(key)
+        found = self._data.get(key)
+        cache_lookup("near", key, found is not None)
+        return found
 
     def reading(self, key: str) -> Read:
         """Register a read of ``key`` that is about to start (see :class:`Read`)."""
@@ -265,14 +269,14 @@ class NearCache:
             self._connection = None
 
     async def _follow_forever(self) -> None:
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_LAST)
         while True:
             pubsub = self.client.pubsub()
             try:
                 await self._follow(pubsub)
             except (RedisError, OSError, SubscriptionLost) as exc:
                 if self._subscribed:
-                    delay = RETRY_FIRST
+                    backoff.reset()
                 self.state.failed(exc)
             finally:
                 self._lose()
@@ -280,8 +284,7 @@ class NearCache:
                     pubsub.connection.deregister_connect_callback(self._reconnected)
                 self._connection = None
                 await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_LAST)
+            await asyncio.sleep(backoff.next())
 
     async def _follow(self, pubsub: PubSub) -> None:
         """Subscribe, redo missed evictions, then apply messages and heartbeats until something fails."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_core import ApiError
-from messenger_core import BaseHandler, bad_parameters, service_unavailable
+from messenger_core import ApiError, BaseHandler, bad_parameters, service_unavailable
 
 from . import accounts, sessions
 from .passwords import Hasher, HashingBusy, ScryptCost, needs_upgrade

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger_core import Runtime
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import Config
-from messenger_core import BaseHandler, Identity, RequestHook
+from messenger_core import BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
 
 from . import sessions
 from .handlers import STATE_KEY, default_handlers

@@ -44,13 +44,10 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher
-from messenger_core import Cache, MemoryCache
-from messenger_core import Database, Lane
-from messenger_core import ApiError
-from messenger_core import dumps
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, dumps, metrics
 
 from . import cursor
+from .errors import bad_cursor, chat_not_found
 from .settings import ChatsSettings
 
 log = logging.getLogger("messenger.chats")
@@ -58,6 +55,8 @@ log = logging.getLogger("messenger.chats")
 LOCAL_FACTS = 20_000  # facts kept in each process (about 250 bytes each)
 LOCAL_PAGES = 256  # full pages kept in each process ...
 LOCAL_PAGE_MAX_BYTES = 64 * 1024  # ... when they are no larger than this (at most 16 MB per process)
+POST_BATCH = metrics.histogram("messenger_chats_post_batch_size", "Posts one insert carried (group commit)",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 INSERT_CHAT = "INSERT INTO chats (id, name) VALUES (%s, %s)"
 INSERT_MEMBER = """
@@ -123,16 +122,6 @@ ORDER BY m.seq
 """
 #: Bytes of a message's JSON besides its text (ids, timestamp, keys, punctuation): 137, rounded down.
 MESSAGE_OVERHEAD = 128
-
-
-def chat_not_found() -> ApiError:
-    """404 ``chat-not-found``."""
-    return ApiError(404, "chat-not-found")
-
-
-def user_not_found() -> ApiError:
-    """404 ``user-not-found``."""
-    return ApiError(404, "user-not-found")
 
 
 @dataclass(frozen=True)
@@ -305,6 +294,7 @@ class ChatStore:
 
         An outage (503) fails the whole batch, as it would fail each post alone.
         """
+        POST_BATCH.observe(len(posts))
         try:
             return await self._insert(posts)
         except psycopg.Error as exc:
@@ -361,7 +351,7 @@ class ChatStore:
         if not rows:
             raise chat_not_found()
         if after > rows[0]["last_seq"]:
-            raise cursor.bad_cursor()
+            raise bad_cursor()
         rows = [row for row in rows if row["id"] is not None]
         body, cut = encode_page(chat_id, after, rows, max_bytes)
         # a page cut by its bytes is complete too: no later message can ever enter it

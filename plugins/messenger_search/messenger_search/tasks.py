@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from messenger_chats import api as chats_api
-from messenger_core import Task
-from messenger_core import ApiError
-from messenger_core import Config
+from messenger_core import Backoff, Config, Task, Unavailable
 
 from .query import search
 from .settings import SearchSettings
-from .store import FINISHED, SearchStore
+from .state import SearchState, state_of
+from .store import FINISHED
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -30,26 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("messenger.search.task")
 
 TASK_NAME = "search"
-STATE_KEY = "messenger_search"
 T = TypeVar("T")
-
-
-@dataclass
-class SearchState:
-    """What the plugin keeps in ``runtime.state["messenger_search"]``."""
-
-    store: SearchStore
-    settings: SearchSettings
-    patient: bool  # consumer: wait for Redis / PostgreSQL to come back instead of failing the task
-    background: "asyncio.Task[None] | None" = None
-
-
-def state_of(runtime: "Runtime") -> SearchState:
-    """The plugin's state in this process."""
-    return runtime.state[STATE_KEY]
-
-
-OUTAGES = ("service-unavailable", "database-unavailable")
 
 
 async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
@@ -59,17 +38,16 @@ async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     service is back, or RabbitMQ redelivers it if this consumer is stopped.  The embedded worker
     fails fast instead (its task would die with the process anyway).
     """
-    delay = 0.2
+    backoff = Backoff(0.2, 5.0)
     while True:
         try:
             return await call()
-        except ApiError as exc:
-            if not state.patient or exc.code not in OUTAGES:
+        except Unavailable as exc:
+            if not state.patient:
                 raise
-            if delay == 0.2:
+            if backoff.fresh:
                 log.warning("search task waits: %s", exc.code)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        await asyncio.sleep(backoff.next())
 
 
 def owner_of(who: dict[str, Any]) -> str:
