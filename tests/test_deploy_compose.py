@@ -72,7 +72,8 @@ def test_one_image_serves_api_and_consumer(stack: dict[str, Any]) -> None:
     assert consumer["healthcheck"]["test"] == ["NONE"]  # disabled: the image's check is an HTTP one
     for service in (api, consumer):
         env = service["environment"]
-        assert (env["POSTGRES_HOSTS"], env["REDIS_URL"]) == ("postgres", "redis://redis:6379/0")
+        assert env["POSTGRES_HOSTS"] == "postgres"
+        assert env["REDIS_URL"] == "redis://:change-me-redis-password@redis:6379/0"
         assert env["RMQ_URL"].endswith("@rabbitmq:5672/%2F")
         assert env["CACHE_TYPE"] == "redis"
 

@@ -23,7 +23,8 @@ from messenger_core.settings import load_core
 
 ENV_DIR = REPO / "deploy"
 #: Read by the images of docker-compose.yml and by deploy/entrypoint, not by the app.
-NOT_APP_SETTINGS = {"POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "DB_WAIT_TIMEOUT"}
+NOT_APP_SETTINGS = {"POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "DB_WAIT_TIMEOUT",
+                    "REDIS_PASSWORD"}  # read by the redis service (--requirepass)
 COURSE_VARIABLES = {"POSTGRES_HOSTS", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PWD", "AUTH_DISABLED", "PORT"}
 LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S*)$")
 

@@ -3,8 +3,8 @@
 A stored hash reads ``scrypt$<n>$<r>$<p>$<salt b64>$<key b64>``; verification uses the parameters
 written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid, and a hash
 weaker than the configured cost is replaced at the account's next successful login.  The default
-cost, N=2**14, r=8, p=5, is one of OWASP's minimum scrypt configurations (all of them cost the same
-work; this one needs the least memory, 16 MiB a hash).  Neither the
+cost, N=2**14, r=8, p=5, is one of the equivalent minimum scrypt configurations OWASP lists (beside
+N=2**17, r=8, p=1); of those it needs the least memory, 16 MiB a hash.  Neither the
 password nor the hash is ever logged.
 """
 
