@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "Migrations": "db",
     "Cache": "cache",
     "MemoryCache": "cache",
+    "NearCache": "near",
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
@@ -58,7 +59,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
-           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
+           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "NearCache", "RequestHook",
            "Runtime", "Section", "Setting", "Task", "bad_parameters", "boolean", "choice",
            "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
            "service_unavailable", "storable_text", "string"]
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import ApiError, DatabaseUnavailable, bad_parameters, database_unavailable, service_unavailable
     from .health import Availability
     from .hookspecs import hookimpl
+    from .near import NearCache
     from .runtime import Runtime
     from .settings import Config, Section, Setting, boolean, choice, integer, number, string
     from .validate import storable_text

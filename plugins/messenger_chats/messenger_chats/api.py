@@ -2,7 +2,7 @@
 
 Membership queries for plugins that must respect who may see which chat (search does):
 
-* :func:`chats_of_account` -- the chats in which an account owns a member;
+* :func:`chats_of_account` -- the chats in which an account has a present member;
 * :func:`member_scope` -- the chats a chat member id may see.
 
 The ``messages`` table is part of this contract too; other plugins may read these columns (and
@@ -12,12 +12,18 @@ add their own indexes on them, after this plugin's migrations, ``Migrations(...,
              chat_id uuid NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
              seq bigint NOT NULL,            -- position in the chat, 1, 2, 3... in commit order
              member_id uuid NOT NULL REFERENCES chat_members(id),
-             text text NOT NULL,
+             text text NOT NULL,             -- '' once deleted
              created_at timestamptz NOT NULL DEFAULT now(),
+             edited_at timestamptz NULL,     -- set by each edit of the text
+             deleted_at timestamptz NULL,    -- set by its deletion: the row stays, it is shown nowhere
              UNIQUE (chat_id, seq))
 
-Rows are only ever inserted (never updated or deleted by the API).  The other tables and every
-other module of this package are internal.
+Rows are inserted by posts; an edit updates ``text`` and ``edited_at``, a delete sets ``deleted_at``
+(and empties ``text``).  A reader must leave out rows with ``deleted_at IS NOT NULL``.  The other
+tables and every other module of this package (``events`` aside, see below) are internal.
+
+Chat events: every write a stream must learn of sends one NOTIFY on the channel ``messenger_chats``
+inside its transaction (payloads in ``messenger_chats.events``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,8 @@ from messenger_core import Database
 
 __all__ = ["chats_of_account", "member_scope"]
 
-_CHATS_OF_ACCOUNT = """
-SELECT DISTINCT chat_id FROM chat_members WHERE account_id = %s ORDER BY chat_id
-"""
-_MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s"
+_CHATS_OF_ACCOUNT = "SELECT chat_id FROM chat_accounts WHERE account_id = %s ORDER BY chat_id"
+_MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s AND left_at IS NULL"
 
 
 def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
@@ -39,7 +43,7 @@ def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
 
 
 async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uuid.UUID]:
-    """Ids of the chats in which ``account_id`` owns at least one member (sorted; maybe empty).
+    """Ids of the chats in which ``account_id`` has at least one present member (sorted; maybe empty).
 
     ``account_id`` is a UUID or its string form (32 hex characters); a string that is not a UUID
     raises ``ValueError``.  Database outages raise the core's 503 ``ApiError``.
@@ -49,7 +53,8 @@ async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uu
 
 
 async def member_scope(db: Database, member_id: uuid.UUID) -> list[uuid.UUID] | None:
-    """The chats a member may see, or None when no member has this id.
+    """The chats a member may see, or None when no present member (one that neither left nor was removed)
+    has this id.
 
     A member linked to an account (auth on when it joined) sees every chat of that account; a
     member without an account (auth off) sees only its own chat.

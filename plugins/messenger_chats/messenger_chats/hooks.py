@@ -11,7 +11,8 @@ from messenger_core import Migrations
 from messenger_core import hookimpl
 from messenger_core import Config
 
-from .handlers import STATE_KEY, default_handlers
+from .conversations import Conversations
+from .handlers import CONVERSATIONS_KEY, STATE_KEY, default_handlers
 from .schemas import SCHEMAS
 from .settings import ChatsSettings
 from .store import ChatStore
@@ -25,7 +26,7 @@ def messenger_settings() -> type[ChatsSettings]:
 
 @hookimpl
 def messenger_routes(config: Config) -> list[tuple[Any, ...]]:
-    """Chats, members and messages."""
+    """Chats, members, invites, read markers and messages."""
     return list(default_handlers)
 
 
@@ -37,11 +38,13 @@ def messenger_schemas(config: Config) -> dict[str, Any]:
 
 @hookimpl
 def messenger_migrations(config: Config) -> Migrations:
-    """Tables chats, chat_members, messages."""
+    """Tables chats, chat_members, messages, chat_accounts, chat_invites."""
     return Migrations("messenger_chats", "messenger_chats.migrations")
 
 
 @hookimpl
 def messenger_startup(runtime: Runtime) -> None:
     """The process's store over the shared database pool and cache."""
-    runtime.state[STATE_KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats)
+    store = ChatStore(runtime.db, runtime.cache, runtime.config.chats, runtime.near)
+    runtime.state[STATE_KEY] = store
+    runtime.state[CONVERSATIONS_KEY] = Conversations(store, runtime.config.chats.invite_ttl)
