@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from messenger_core import ApiError, BaseHandler, parse_uuid
+from messenger_core import BaseHandler, not_found, parse_uuid
 
 from . import cursor
 from .conversations import Actor, Conversations
@@ -46,7 +46,7 @@ class ChatsBaseHandler(BaseHandler):
         """The session's account; with auth off the endpoint does not exist (404 ``not-found``)."""
         account = await self.account()
         if account is None:
-            raise ApiError(404, "not-found")
+            raise not_found()
         return account
 
     async def actor_in(self, chat: uuid.UUID) -> Actor:
