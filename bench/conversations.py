@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -115,6 +116,62 @@ async def get_ok(client: AsyncHTTPClient, url: str, headers: dict[str, str]) -> 
     assert resp.code == 200
 
 
+@dataclass
+class Accounts:
+    """The accounts of one run, by (chats, messages per chat): session headers, ids, one chat each."""
+
+    headers: dict[tuple[int, int], dict[str, str]] = field(default_factory=dict)
+    ids: dict[tuple[int, int], uuid.UUID] = field(default_factory=dict)
+    first_chat: dict[tuple[int, int], uuid.UUID] = field(default_factory=dict)
+
+
+async def fill_all(client: AsyncHTTPClient, base: str, conn: psycopg.AsyncConnection, chat_counts: list[int],
+                   message_counts: list[int]) -> Accounts:
+    """One account per (chats, messages per chat), registered over HTTP, its chats filled by SQL."""
+    accounts = Accounts()
+    for messages in message_counts:
+        for chats in chat_counts:
+            user = f"bench-{chats}-{messages}"
+            accounts.headers[chats, messages] = {"Authorization": await session(client, base, user)}
+            accounts.ids[chats, messages] = await account_id(conn, user)
+            accounts.first_chat[chats, messages] = (await fill(conn, accounts.ids[chats, messages], chats,
+                                                               messages))[0]
+    await conn.execute("VACUUM ANALYZE")
+    return accounts
+
+
+async def query_rows(conn: psycopg.AsyncConnection, accounts: Accounts, repeat: int) -> list[str]:
+    """Table rows: the list query next to a counting list, for every account."""
+    rows = []
+    for (chats, messages), account in accounts.ids.items():
+        params: dict[str, Any] = {"account": account}
+        med, p95 = await timed(functools.partial(fetch_all, conn, LIST_CHATS, params), repeat)
+        c_med, c_p95 = await timed(functools.partial(fetch_all, conn, COUNTING_LIST, params), max(5, repeat // 5))
+        rows.append(f"| {chats:,} | {messages:,} | {med:.2f} / {p95:.2f} | {c_med:.2f} / {c_p95:.2f} |")
+    return rows
+
+
+async def http_rows(client: AsyncHTTPClient, base: str, accounts: Accounts, repeat: int) -> list[str]:
+    """Table rows: GET /v1/chats for the accounts in the most chats, then POST .../read."""
+    rows = []
+    most = max(chats for chats, _ in accounts.ids)
+    for (chats, messages), headers in accounts.headers.items():
+        if chats == most:
+            med, p95 = await timed(functools.partial(get_ok, client, f"{base}/v1/chats", headers), repeat)
+            rows.append(f"| GET /v1/chats, {chats:,} chats of {messages:,} messages | {med:.2f} / {p95:.2f} |")
+    messages = max(messages for _, messages in accounts.ids)
+    chat, headers = accounts.first_chat[most, messages], accounts.headers[most, messages]
+    seqs = iter(range(messages // 2 + 1, messages + 1))
+
+    async def mark() -> None:
+        body = json.dumps({"iterator": cursor.encode(chat, next(seqs, messages))})
+        resp = await client.fetch(f"{base}/v1/chats/{chat.hex}/read", method="POST", body=body, headers=headers)
+        assert resp.code == 204
+    med, p95 = await timed(mark, max(5, min(repeat, messages // 2 - 10)))
+    rows.append(f"| POST /v1/chats/{{id}}/read, one message further each time | {med:.2f} / {p95:.2f} |")
+    return rows
+
+
 async def main(args: argparse.Namespace) -> None:
     """Create the scratch database, fill, measure, print, drop it."""
     name = f"bench_conversations_{uuid.uuid4().hex[:8]}"
@@ -123,58 +180,23 @@ async def main(args: argparse.Namespace) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name, "LOG_LEVEL": "WARNING",
            "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:", "AUTH_SCRYPT_N": "1024", "NGINX_THROTTLING": "1"}
-    conninfo = f"host={args.host} user={args.user} dbname={name}"
-    chat_counts = [int(part) for part in args.chats.split(",")]
-    message_counts = [int(part) for part in args.messages.split(",")]
     try:
         async with app_on_port(env) as port:
             base = f"http://127.0.0.1:{port}"
             client = AsyncHTTPClient(force_instance=True)
-            headers: dict[str, dict[str, str]] = {}
-            accounts: dict[tuple[int, int], uuid.UUID] = {}
-            first_chat: dict[tuple[int, int], uuid.UUID] = {}
+            conninfo = f"host={args.host} user={args.user} dbname={name}"
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 started = time.perf_counter()
-                for messages in message_counts:
-                    for chats in chat_counts:
-                        user = f"bench-{chats}-{messages}"
-                        headers[user] = {"Authorization": await session(client, base, user)}
-                        accounts[chats, messages] = await account_id(conn, user)
-                        first_chat[chats, messages] = (await fill(conn, accounts[chats, messages], chats,
-                                                                  messages))[0]
-                await conn.execute("VACUUM ANALYZE")
+                accounts = await fill_all(client, base, conn, [int(part) for part in args.chats.split(",")],
+                                          [int(part) for part in args.messages.split(",")])
                 print(f"filled in {time.perf_counter() - started:.1f}s\n")
                 print("| chats of the account | messages per chat | LIST_CHATS ms (median / p95) "
                       "| counting list ms (median / p95) |")
                 print("|---:|---:|---:|---:|")
-                for messages in message_counts:
-                    for chats in chat_counts:
-                        params: dict[str, Any] = {"account": accounts[chats, messages]}
-                        med, p95 = await timed(functools.partial(fetch_all, conn, LIST_CHATS, params), args.repeat)
-                        c_med, c_p95 = await timed(functools.partial(fetch_all, conn, COUNTING_LIST, params),
-                                                   max(5, args.repeat // 5))
-                        print(f"| {chats:,} | {messages:,} | {med:.2f} / {p95:.2f} | {c_med:.2f} / {c_p95:.2f} |")
-
+                print("\n".join(await query_rows(conn, accounts, args.repeat)))
             print("\n| HTTP (one in-process server, auth on) | ms (median / p95) |")
             print("|---|---:|")
-            for messages in message_counts:
-                chats = max(chat_counts)
-                user = f"bench-{chats}-{messages}"
-                med, p95 = await timed(functools.partial(get_ok, client, f"{base}/v1/chats", headers[user]),
-                                       args.repeat)
-                print(f"| GET /v1/chats, {chats:,} chats of {messages:,} messages | {med:.2f} / {p95:.2f} |")
-            messages = max(message_counts)
-            chat = first_chat[max(chat_counts), messages]
-            user = f"bench-{max(chat_counts)}-{messages}"
-            seqs = iter(range(messages // 2 + 1, messages + 1))
-
-            async def mark() -> None:
-                body = json.dumps({"iterator": cursor.encode(chat, next(seqs, messages))})
-                resp = await client.fetch(f"{base}/v1/chats/{chat.hex}/read", method="POST", body=body,
-                                          headers=headers[user])
-                assert resp.code == 204
-            med, p95 = await timed(mark, max(5, min(args.repeat, messages // 2 - 10)))
-            print(f"| POST /v1/chats/{{id}}/read, one message further each time | {med:.2f} / {p95:.2f} |")
+            print("\n".join(await http_rows(client, base, accounts, args.repeat)))
             client.close()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
