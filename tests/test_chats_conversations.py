@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from chats_support import assert_error, chats_server, conninfo, join, new_chat, page, read_page, say, table_counts
+from chats_support import chats_server, join, new_chat, page, read_page, say, table_counts
 from conversations_support import (WITH_SEARCH, account, auth_server, create, enter, invite_to, mark, member_of,
                                    my_chats, texts_of, unread_of)
 from messenger_chats.conversations import LIST_CHATS, invite_hash
 from search_support import read_results, start_search, wait_status
-from support import AppServer, Client
+from support import AppServer, Client, assert_error, conninfo
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chats_support import assert_error, chats_server, conninfo, join, read_page, say, table_counts
+from chats_support import chats_server, join, read_page, say, table_counts
 from conversations_support import (MESSAGE_KEYS, WITH_SEARCH, account, auth_server, create, delete,
                                    edit, mark, member_of, my_chats, on, remove, texts_of, unread_of)
 from search_support import read_results, start_search, wait_status
-from support import AppServer, Client, poll, start_api
+from support import AppServer, Client, assert_error, conninfo, poll, start_api
 
 
 @pytest.fixture

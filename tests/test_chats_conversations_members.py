@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from chats_support import assert_error, chats_server, join, page, say, table_counts
+from chats_support import chats_server, join, page, say, table_counts
 from conversations_support import (FAST_HASH, WITH_SEARCH, account, auth_server, create, invite_to, member_of,
                                    members, my_chats, on, remove, texts_of)
 from search_support import read_results, start_search, wait_status
-from support import AppServer, Client, start_api
+from support import AppServer, Client, assert_error, start_api
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@ Membership queries for plugins that must respect who may see which chat (search 
 * :func:`chats_of_account` -- the chats in which an account has a present member;
 * :func:`member_scope` -- the chats a chat member id may see.
 
+and the error codes it shares with them (``chat_not_found``, ``user_not_found``, ``bad_cursor``),
+so that each is defined once.
+
 The ``messages`` table is part of this contract too; other plugins may read these columns (and
 add their own indexes on them, after this plugin's migrations, ``Migrations(..., after=("messenger_chats",))``)::
 
@@ -32,7 +35,9 @@ import uuid
 
 from messenger_core import Database
 
-__all__ = ["chats_of_account", "member_scope"]
+from .errors import bad_cursor, chat_not_found, user_not_found
+
+__all__ = ["bad_cursor", "chat_not_found", "chats_of_account", "member_scope", "user_not_found"]
 
 _CHATS_OF_ACCOUNT = "SELECT chat_id FROM chat_accounts WHERE account_id = %s ORDER BY chat_id"
 _MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s AND left_at IS NULL"
@@ -46,7 +51,7 @@ async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uu
     """Ids of the chats in which ``account_id`` has at least one present member (sorted; maybe empty).
 
     ``account_id`` is a UUID or its string form (32 hex characters); a string that is not a UUID
-    raises ``ValueError``.  Database outages raise the core's 503 ``ApiError``.
+    raises ``ValueError``.  Database outages raise ``DatabaseUnavailable``.
     """
     rows = await db.fetchall(_CHATS_OF_ACCOUNT, (_as_uuid(account_id),))
     return [row["chat_id"] for row in rows]

@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 
 from . import cursor, events
-from .store import ChatStore, Member, chat_not_found, message_json, message_not_found, user_not_found
+from .errors import bad_cursor, chat_not_found, message_not_found, user_not_found
+from .store import ChatStore, Member, message_json
 
 INVITE_BYTES = 24  # 192 random bits
 
@@ -201,7 +202,7 @@ class Conversations:
             if marker is None:
                 return False
             if seq > chat["last_seq"]:
-                raise cursor.bad_cursor()
+                raise bad_cursor()
             if seq <= marker["read_seq"]:
                 return True
             if seq == chat["last_seq"]:

@@ -7,14 +7,12 @@ import uuid
 
 from messenger_core import BaseHandler, not_found, parse_uuid
 
-from . import cursor
+from . import cursor, state
 from .conversations import Actor, Conversations
+from .errors import chat_not_found, message_not_found, user_not_found
 from .schemas import (ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, MessageEditSchema, PageQuerySchema,
                       ReadMarkSchema)
-from .store import ChatStore, chat_not_found, message_not_found, user_not_found
-
-STATE_KEY = "messenger_chats"
-CONVERSATIONS_KEY = "messenger_chats.conversations"
+from .store import ChatStore
 
 
 class ChatsBaseHandler(BaseHandler):
@@ -23,7 +21,7 @@ class ChatsBaseHandler(BaseHandler):
     @property
     def store(self) -> ChatStore:
         """The process's :class:`ChatStore`."""
-        return self.runtime.state[STATE_KEY]
+        return state.store_of(self.runtime)
 
     async def account(self) -> uuid.UUID | None:
         """The session's account id, or None when auth is off (then everything is open)."""
@@ -33,7 +31,7 @@ class ChatsBaseHandler(BaseHandler):
     @property
     def conversations(self) -> Conversations:
         """The process's :class:`Conversations`."""
-        return self.runtime.state[CONVERSATIONS_KEY]
+        return state.conversations_of(self.runtime)
 
     def chat_from_path(self, chat_id: str) -> uuid.UUID:
         """The chat id of the path; one that is not a UUID is 404 ``chat-not-found``."""
@@ -144,11 +142,7 @@ class MembersHandler(ChatsBaseHandler):
           account is not in is 404 chat-not-found.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: query
             name: user_id
             required: false
@@ -160,11 +154,7 @@ class MembersHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: ChatMemberList
-          404:
-            description: chat-not-found
-            content:
-              application/json:
-                schema: Error
+          404: ChatNotFound
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
@@ -183,11 +173,7 @@ class MembersHandler(ChatsBaseHandler):
           invite too). An invite sent to join an open chat is ignored.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
         requestBody:
           required: true
           content:
@@ -205,11 +191,7 @@ class MembersHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          404:
-            description: chat-not-found
-            content:
-              application/json:
-                schema: Error
+          404: ChatNotFound
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
@@ -240,11 +222,7 @@ class MessagesHandler(ChatsBaseHandler):
           chat-not-found).
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: query
             name: limit
             required: true
@@ -267,11 +245,7 @@ class MessagesHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          404:
-            description: chat-not-found (no such chat, or with auth on, one the account has not joined)
-            content:
-              application/json:
-                schema: Error
+          404: ChatNotFound
           503:
             description: database-unavailable (and the page is not in the cache)
             content:
@@ -299,11 +273,7 @@ class MessagesHandler(ChatsBaseHandler):
           Other query parameters are ignored.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: query
             name: user_id
             required: true
@@ -365,11 +335,7 @@ class MemberHandler(ChatsBaseHandler):
           every worker.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: path
             name: user_id
             required: true
@@ -413,11 +379,7 @@ class InvitesHandler(ChatsBaseHandler):
           days). Needs auth; with auth off this endpoint does not exist (404 not-found).
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
         responses:
           201:
             description: Made
@@ -456,11 +418,7 @@ class ReadHandler(ChatsBaseHandler):
           (404 not-found).
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
         requestBody:
           required: true
           content:
@@ -518,11 +476,7 @@ class MessageHandler(ChatsBaseHandler):
           or not, in any worker, shows the new text, and a search started after it matches the new text.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: path
             name: message_id
             required: true
@@ -573,11 +527,7 @@ class MessageHandler(ChatsBaseHandler):
           from an iterator taken before goes on right after its position.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: path
             name: message_id
             required: true
