@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
 venv: $(STAMP) ## create .venv with the core, the four plugins (editable) and the dev tools
 
-system-deps: ## install the Debian packages the tests use (nginx, docker-compose) when missing
+system-deps: ## install the Debian packages the tests use (nginx, docker-compose, chromium) when missing
 	@deploy/system-deps
 
 run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker)

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 from messenger_chats import cursor, hooks
-from messenger_chats.store import PAGE
+from messenger_chats.store import MESSAGE_OVERHEAD, PAGE
 from psycopg import sql
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
@@ -111,7 +111,8 @@ async def sql_rows(conninfo: str, chats: dict[int, uuid.UUID], limit: int, repea
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         for size, chat_id in chats.items():
             for label, after in (("start", 0), ("middle", size // 2), ("end", max(0, size - limit))):
-                params = {"chat_id": chat_id, "after": after, "limit": limit}
+                params = {"chat_id": chat_id, "after": after, "limit": limit, "max_bytes": 1 << 20,
+                          "overhead": MESSAGE_OVERHEAD}
                 k_med, k_p95 = await timed(functools.partial(fetch_all, conn, PAGE, params), repeat)
                 o_med, o_p95 = await timed(functools.partial(fetch_all, conn, OFFSET_PAGE, params),
                                            max(5, repeat // 10))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import select
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, Ti
 #: How every connection of the service is opened (autocommit, rows as dicts, dead peers found fast).
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "keepalives": 1,
                                      "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
+#: Most seconds /ping_db waits for PostgreSQL (a readiness probe answers within a few hundred ms).
+PING_TIMEOUT = 0.5
 MIGRATION_LOCK = 7_214_001  # pg_advisory_lock key: one migrator at a time across processes
 
 
@@ -45,6 +48,8 @@ class Database:
         self.ready = False  # migrations applied and pool open
         self._checker: asyncio.Future[None] | None = None
         self._lanes: list[Lane] = []
+        self._ping_conn: psycopg.AsyncConnection | None = None
+        self._ping: asyncio.Future[bool] | None = None
         self.pool = AsyncConnectionPool(
             config.postgres_conninfo,
             min_size=1,
@@ -67,6 +72,8 @@ class Database:
             self.ready = False
             for lane in self._lanes:
                 await lane.release()
+            if self._ping_conn is not None:
+                await self._ping_conn.close()
             await self.pool.close(timeout=2.0)
 
     def lane(self) -> "Lane":
@@ -108,12 +115,32 @@ class Database:
             raise DatabaseUnavailable("not ready")
         try:
             async with asyncio.timeout(timeout or self.timeout):
-                async with self.pool.connection() as conn:
+                conn = await self._checkout()
+                try:
                     yield conn
+                finally:
+                    await self.pool.putconn(conn)
         except UNAVAILABLE as exc:
             self.went_away(exc)
             raise DatabaseUnavailable(str(exc)) from exc
         self.came_back()
+
+    async def _checkout(self) -> psycopg.AsyncConnection:
+        """A pooled connection that the server has not closed.
+
+        After PostgreSQL restarted (or the network dropped), a worker that served nothing meanwhile
+        still holds its old connections; each shows input waiting on its socket (EOF, a reset or
+        the server's termination notice).  Such a connection is closed and given back (the pool
+        discards it and opens another), and the next one is taken, without the pool's own check
+        loop, which sleeps a backoff second after every failed check.
+        """
+        for _ in range(self.config.pool_size):
+            conn = await self.pool.getconn()
+            if not _closed_by_server(conn):
+                return conn
+            await conn.close()
+            await self.pool.putconn(conn)
+        return await self.pool.getconn()
 
     @asynccontextmanager
     async def transaction(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -141,18 +168,53 @@ class Database:
             return cur.rowcount
 
     async def ping(self) -> bool:
-        """``SELECT 1`` within 1.5 s at most (so /ping_db answers inside 2 s); False until ready."""
+        """``SELECT 1`` within ``PING_TIMEOUT`` on a connection of its own; False until ready.
+
+        The probe does not queue behind a busy pool: it keeps one connection beside it, and
+        concurrent probes share one round trip.  After an outage the pool must serve again before
+        the probe says ready.
+        """
         if not self.ready:
             return False
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(self._ping_once())
+        return await asyncio.shield(self._ping)
+
+    async def _ping_once(self) -> bool:
         try:
-            async with asyncio.timeout(min(self.timeout, 1.5)):
-                async with self.pool.connection() as conn:
-                    await conn.execute("SELECT 1")
+            async with asyncio.timeout(PING_TIMEOUT):
+                if self._ping_conn is None or self._ping_conn.closed:
+                    self._ping_conn = await psycopg.AsyncConnection.connect(self.config.postgres_conninfo,
+                                                                            **CONNECTION_KWARGS)
+                await self._ping_conn.execute("SELECT 1")
+                if not self.available:
+                    # after an outage the pool may still be reconnecting: not ready until it serves
+                    # again (within what is left of the probe's time)
+                    try:
+                        async with self.connection():
+                            pass
+                    except DatabaseUnavailable:
+                        return False
         except UNAVAILABLE as exc:
+            conn, self._ping_conn = self._ping_conn, None
+            if conn is not None:
+                await conn.close()
             self.went_away(exc)
             return False
         self.came_back()
         return True
+
+
+def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
+    """Whether an idle connection is closed, broken, or has input waiting (a notice that the server
+    closed it, an EOF, a reset): an idle healthy connection has nothing to read."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
 
 
 class Lane:
@@ -181,6 +243,8 @@ class Lane:
         self._busy = True
         try:
             async with asyncio.timeout(db.timeout):
+                if self._conn is not None and _closed_by_server(self._conn):
+                    await self.release()  # from before an outage or a restart: never let it fail a call
                 if self._conn is None:
                     self._conn = await psycopg.AsyncConnection.connect(db.config.postgres_conninfo,
                                                                        **CONNECTION_KWARGS)

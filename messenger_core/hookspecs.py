@@ -5,11 +5,13 @@ whose functions are marked ``@hookimpl`` and named like the specs below.  Hooks 
 called with keyword arguments.  A hookimpl may be ``async def``: the core awaits whatever comes
 back awaitable (:func:`messenger_core.plugins.gather`).
 
+A spec's body is only its docstring, so its arguments are unused there by design (each ``def``
+says so to pylint).
+
 Hooks that *register* things return data; the core assembles it and fails at start-up, with a
 clear message, on a duplicate route, task name or settings section.
 """
 
-# pylint: disable=unused-argument
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -40,7 +42,7 @@ def messenger_settings() -> "type[Section]":
 
 
 @hookspec
-def messenger_routes(config: "Config") -> "_RuleList":
+def messenger_routes(config: "Config") -> "_RuleList":  # pylint: disable=unused-argument
     """Contribute HTTP routes.
 
     Returns a list of ``(pattern, HandlerClass)`` or ``(pattern, HandlerClass, kwargs)`` tuples,
@@ -51,7 +53,7 @@ def messenger_routes(config: "Config") -> "_RuleList":
 
 
 @hookspec
-def messenger_schemas(config: "Config") -> "dict[str, Any]":
+def messenger_schemas(config: "Config") -> "dict[str, Any]":  # pylint: disable=unused-argument
     """Contribute named marshmallow schemas to the OpenAPI components.
 
     Returns ``{"Name": SchemaClass}``; docstrings refer to them by that name.
@@ -59,7 +61,7 @@ def messenger_schemas(config: "Config") -> "dict[str, Any]":
 
 
 @hookspec
-def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":
+def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":  # pylint: disable=unused-argument
     """Declare OpenAPI security schemes, ``{"name": scheme_dict}``.
 
     Every operation of a handler that is not ``public`` then lists these schemes as required.
@@ -67,7 +69,7 @@ def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":
 
 
 @hookspec
-def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, dict[str, Any]]]":
+def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, Any]]":  # pylint: disable=unused-argument
     """Contribute reusable OpenAPI components that operations refer to in one line.
 
     Returns ``{"parameters": {"Name": parameter}, "responses": {"Name": response}}`` (either key may
@@ -79,7 +81,7 @@ def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, dict[
 
 
 @hookspec
-def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
+def messenger_request_hooks(config: "Config") -> "list[RequestHook]":  # pylint: disable=unused-argument
     """Contribute request hooks ("middlewares") run in ``BaseHandler.prepare()``.
 
     Returns :class:`~messenger_core.web.RequestHook` objects.  All hooks of all plugins run sorted
@@ -89,7 +91,7 @@ def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
 
 
 @hookspec(firstresult=True)
-def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":
+def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":  # pylint: disable=unused-argument
     """Resolve who is calling, from the request's credentials.
 
     Return an :class:`~messenger_core.Identity`, ``None`` when this implementation does not
@@ -109,18 +111,28 @@ def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":
 
 
 @hookspec
-def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:
+def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:  # pylint: disable=unused-argument
     """Count one attempt of a sensitive action and refuse it when over its limit.
 
     Called by ``await handler.rate_limit(scope, key)`` (for example the login handler with scope
     ``"login"`` and the user name as key).  An implementation raises
     ``ApiError(429, "request-limit-exceeded", {"Retry-After": ...})``; with no implementation
-    installed nothing is limited.
+    installed nothing is limited.  The attempt is counted before the action runs (concurrent
+    attempts cannot pass the limit together); see :func:`messenger_attempt_succeeded`.
     """
 
 
 @hookspec
-def messenger_migrations(config: "Config") -> "Migrations":
+def messenger_attempt_succeeded(handler: BaseHandler, scope: str, key: str) -> None:  # pylint: disable=unused-argument
+    """An attempt counted by :func:`messenger_rate_limit` in this request succeeded.
+
+    Called by ``await handler.attempt_succeeded(scope, key)`` (the login handler after a correct
+    password): a limiter that counts failures only takes the attempt back.
+    """
+
+
+@hookspec
+def messenger_migrations(config: "Config") -> "Migrations":  # pylint: disable=unused-argument
     """Declare the plugin's database migrations.
 
     Returns :class:`~messenger_core.db.Migrations`: the plugin's name, the package holding its
@@ -130,7 +142,7 @@ def messenger_migrations(config: "Config") -> "Migrations":
 
 
 @hookspec
-def messenger_task_handlers(config: "Config") -> "list[Task]":
+def messenger_task_handlers(config: "Config") -> "list[Task]":  # pylint: disable=unused-argument
     """Contribute kinds of queued work.
 
     Returns a list of :class:`~messenger_core.broker.Task`: a name, the coroutine function that
@@ -142,7 +154,7 @@ def messenger_task_handlers(config: "Config") -> "list[Task]":
 
 
 @hookspec
-def messenger_startup(runtime: "Runtime") -> None:
+def messenger_startup(runtime: "Runtime") -> None:  # pylint: disable=unused-argument
     """Open the plugin's resources; called once per process after the core's pools exist.
 
     ``runtime`` is the process's :class:`~messenger_core.Runtime` (API worker or consumer);
@@ -152,5 +164,5 @@ def messenger_startup(runtime: "Runtime") -> None:
 
 
 @hookspec
-def messenger_shutdown(runtime: "Runtime") -> None:
+def messenger_shutdown(runtime: "Runtime") -> None:  # pylint: disable=unused-argument
     """Release what ``messenger_startup`` opened; called once per process before pools close."""

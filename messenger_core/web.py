@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
+import socket
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,10 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import marshmallow
+from tornado import httputil, iostream
 from tornado.web import HTTPError, RequestHandler
 
 from .errors import STATUS_CODES, ApiError, Unavailable, bad_parameters, database_unavailable, not_found
 from .aio import gather
+from .instruments import UNMATCHED
+from .logs import REQUEST_ID, REQUEST_ID_HEADER, new_request_id, valid_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp
@@ -59,6 +64,128 @@ def parse_uuid(value: str | None) -> uuid.UUID | None:
         return None
 
 
+#: Largest request body the app reads (API.md, Conventions); past it: 413 payload-too-large.
+MAX_BODY_BYTES = 1024 * 1024
+#: After refusing a body, how long (seconds) and how much (bytes) of the rest is read and dropped
+#: before the connection closes, so the client's kernel gets no reset before it read the answer.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * MAX_BODY_BYTES
+#: Headers every response carries, from the app or from its connection layer.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
+#: Deepest nesting of arrays and objects a request body may have (API.md, Conventions).
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_over(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests arrays/objects more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def load_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a request body; ValueError when it is not JSON or nests deeper than ``max_depth``.
+
+    A body with fewer brackets than the bound cannot pass it and is not walked; a body nested
+    thousands of levels deep stops Python's parser with RecursionError, which is a ValueError here.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth_over(data, max_depth):
+        raise ValueError("JSON nested too deeply")
+    return data
+
+
+def _too_large() -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and body of the 413 answer."""
+    body = dumps({"message": "payload-too-large"})
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")]
+    return headers + list(SECURITY_HEADERS.items()), body
+
+
+_LINGERING: set[asyncio.Future[None]] = set()  # the answers being written (a task needs a reference)
+
+
+class BodyLimit(httputil.HTTPMessageDelegate):
+    """Wraps the application's delegate of one request: a body over ``limit`` bytes is 413 JSON.
+
+    Tornado's own ``max_body_size`` answers a bare ``400`` with no body.  Here a ``Content-Length``
+    over the limit is refused as soon as the headers arrive (before any ``100 Continue``): the
+    connection is detached, answered, half-closed, and what the client still sends is read and
+    dropped for a moment (a lingering close, as nginx does), so that its kernel does not reset the
+    connection before the client read the answer.  A chunked body is counted as it arrives and
+    refused the same way once past the limit.
+    """
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, connection: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.inner = inner
+        self.connection = connection
+        self.limit = limit
+        self.received = 0
+        self.refused = False
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.limit and hasattr(self.connection, "detach"):
+            self.refused = True
+            task = asyncio.ensure_future(_answer_and_linger(self.connection.detach()))
+            _LINGERING.add(task)
+            task.add_done_callback(_LINGERING.discard)
+            return None
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self.refused:
+            return None
+        self.received += len(chunk)
+        if self.received > self.limit:
+            self.refused = True
+            # answer on the stream itself; Tornado's read loop waits for this, then finds it closed
+            return _answer_and_linger(self.connection.stream)
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.refused:
+            self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.refused:
+            self.inner.on_connection_close()
+
+
+async def _answer_and_linger(stream: iostream.IOStream) -> None:
+    """Write the 413, stop writing, drop what the client still sends (bounded), then close."""
+    try:
+        pairs, body = _too_large()
+        head = "HTTP/1.1 413 Payload Too Large\r\n" + "".join(f"{name}: {value}\r\n" for name, value in pairs)
+        await stream.write(head.encode("latin1") + b"\r\n" + body)
+        stream.socket.shutdown(socket.SHUT_WR)
+        deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            dropped += len(await asyncio.wait_for(stream.read_bytes(65536, partial=True), left))
+    except (iostream.StreamClosedError, OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        stream.close()
+
+
 SchemaArg = type[marshmallow.Schema] | marshmallow.Schema
 
 
@@ -85,16 +212,34 @@ class BaseHandler(RequestHandler):
     _identity_error: ApiError | None = None
     _counted = False
     _sticky: dict[str, str] = {}
+    #: the route's pattern as metrics and access lines name it (set per route by the app)
+    route_label = UNMATCHED
+    #: this request's id: a trusted proxy's ``X-Request-Id``, else a new one
+    request_id = ""
     # apispec's Tornado plugin looks up every HTTP method name, TRACE included.
     trace = RequestHandler._unimplemented_method  # pylint: disable=protected-access
 
     def initialize(self, **kwargs: Any) -> None:
-        """Route kwargs become attributes; counts the request as in flight."""
+        """Route kwargs become attributes; counts the request as in flight; names the request."""
         for key, value in kwargs.items():
             setattr(self, key, value)
         self._sticky: dict[str, str] = {}
         self._counted = True
         self.application.runtime.inflight += 1
+        given = self.request.headers.get(REQUEST_ID_HEADER)
+        if given and valid_request_id(given) and self.application.trusted_proxy(self.request.remote_ip or ""):
+            self.request_id = given
+        else:
+            self.request_id = new_request_id()
+        self.set_sticky_header(REQUEST_ID_HEADER, self.request_id)
+
+    def clear(self) -> None:
+        """Reset the response (Tornado calls this first, and again before an error page): no
+        ``Server`` header naming Tornado and its version; the security headers on every response."""
+        super().clear()
+        self.clear_header("Server")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     @property
     def runtime(self) -> "Runtime":
@@ -115,6 +260,7 @@ class BaseHandler(RequestHandler):
 
     async def prepare(self) -> None:
         """Run every plugin's request hook in order (throttle, then auth, then others)."""
+        REQUEST_ID.set(self.request_id)  # this request's task: every line it logs names the request
         for hook in self.application.request_hooks:
             await hook.func(self)
 
@@ -142,6 +288,10 @@ class BaseHandler(RequestHandler):
         """Count an attempt of ``scope`` (e.g. "login") for ``key``; 429 when a plugin says so."""
         await gather(self.application.plugins.hook.messenger_rate_limit(handler=self, scope=scope, key=key))
 
+    async def attempt_succeeded(self, scope: str, key: str) -> None:
+        """The attempt counted by :meth:`rate_limit` succeeded (a limiter of failures forgets it)."""
+        await gather(self.application.plugins.hook.messenger_attempt_succeeded(handler=self, scope=scope, key=key))
+
     @property
     def identity(self) -> Identity | None:
         """The identity proven so far in this request (after the auth hook ran), or None."""
@@ -167,11 +317,13 @@ class BaseHandler(RequestHandler):
     def load_body(self, schema: SchemaArg) -> dict[str, Any]:
         """The JSON object body validated by ``schema``; anything else is 400 bad-parameters.
 
+        A body nested deeper than ``MAX_JSON_DEPTH`` levels is refused before the schema sees it.
+
         Pass the schema class: one instance per class is reused (building a marshmallow schema
         deep-copies its fields, a cost no request should pay).
         """
         try:
-            data = json.loads(self.request.body or b"")
+            data = load_json(self.request.body or b"")
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_parameters(f"body is not JSON: {exc}") from None
         if not isinstance(data, dict):

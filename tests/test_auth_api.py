@@ -21,9 +21,9 @@ async def auth_server(env: dict[str, str]) -> AppServer:
 
 async def test_register_login_logout_happy_path(auth_server: AppServer) -> None:
     client = auth_server.client
-    resp = await client.post("/v1/auth/register", {"user_name": "vasya", "password": "pupkin"})
+    resp = await client.post("/v1/auth/register", {"user_name": "vasya", "password": "pupkin-1"})
     assert (resp.status, resp.body) == (201, b"")
-    resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "pupkin"})
+    resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "pupkin-1"})
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("application/json")
     assert list(resp.json) == ["session_id"] and HEX32.match(resp.json["session_id"])
@@ -60,14 +60,14 @@ BAD_BODIES = [
 @pytest.mark.parametrize("path", ["/v1/auth/register", "/v1/auth/login"])
 async def test_bad_bodies_are_400_and_change_nothing(auth_server: AppServer, path: str) -> None:
     client = auth_server.client
-    await register(client, "vasya", "secret")
+    await register(client, "vasya", "secret-1")
     for body in BAD_BODIES:
         raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
         assert_error(await client.request("POST", path, raw=raw), 400, "bad-parameters")
     rows = await auth_server.runtime.db.fetchall("SELECT user_name FROM accounts")
     assert rows == [{"user_name": "vasya"}]
     assert await auth_server.runtime.db.fetchall("SELECT id FROM sessions") == []
-    await login(client, "vasya", "secret")
+    await login(client, "vasya", "secret-1")
 
 
 async def test_limits_are_inclusive(auth_server: AppServer) -> None:
@@ -75,30 +75,30 @@ async def test_limits_are_inclusive(auth_server: AppServer) -> None:
     name, password = "ю" * 255, "п" * 1024
     await register(client, name, password)
     await login(client, name, password)
-    await register(client, "x", "y")
-    await login(client, "x", "y")
+    await register(client, "x", "y" * 8)  # AUTH_PASSWORD_MIN_LENGTH
+    await login(client, "x", "y" * 8)
 
 
 async def test_duplicate_user_name_keeps_the_first_account(auth_server: AppServer) -> None:
     client = auth_server.client
-    await register(client, "vasya", "first")
-    resp = await client.post("/v1/auth/register", {"user_name": "vasya", "password": "second"})
+    await register(client, "vasya", "first-pw")
+    resp = await client.post("/v1/auth/register", {"user_name": "vasya", "password": "second-pw"})
     assert_error(resp, 400, "user-already-exists")
-    assert_error(await client.post("/v1/auth/login", {"user_name": "vasya", "password": "second"}),
+    assert_error(await client.post("/v1/auth/login", {"user_name": "vasya", "password": "second-pw"}),
                  400, "bad-password")
-    await login(client, "vasya", "first")
+    await login(client, "vasya", "first-pw")
     # names are exact: another case is another account
-    await register(client, "Vasya", "second")
+    await register(client, "Vasya", "second-pw")
     count = await auth_server.runtime.db.fetchone("SELECT count(*) AS n FROM accounts")
     assert count == {"n": 2}
 
 
 async def test_login_errors(auth_server: AppServer) -> None:
     client = auth_server.client
-    await register(client, "vasya", "secret")
-    assert_error(await client.post("/v1/auth/login", {"user_name": "petya", "password": "secret"}),
+    await register(client, "vasya", "secret-1")
+    assert_error(await client.post("/v1/auth/login", {"user_name": "petya", "password": "secret-1"}),
                  400, "user-not-found")
-    assert_error(await client.post("/v1/auth/login", {"user_name": "vasya", "password": "Secret"}),
+    assert_error(await client.post("/v1/auth/login", {"user_name": "vasya", "password": "Secret-1"}),
                  400, "bad-password")
     assert await auth_server.runtime.db.fetchall("SELECT id FROM sessions") == []
 
@@ -169,18 +169,19 @@ async def test_password_hashes(auth_server: AppServer) -> None:
     for stored in hashes:
         assert password not in stored
         scheme, n, r, p, salt, key = stored.split("$")
-        assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2 ** 14, 8, 1)
+        assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2 ** 14, 8, 5)
         assert len(salt) >= 24 and len(key) >= 44
     assert hashes[0].split("$")[4] != hashes[1].split("$")[4]  # different salts
 
 
 async def test_raised_scrypt_cost_keeps_old_hashes_valid(env: dict[str, str]) -> None:
-    async with serve_app({**env, "AUTH_SCRYPT_N": "1024", "AUTH_SCRYPT_R": "4"}, plugins=AUTH_ONLY) as srv:
+    weak = {"AUTH_SCRYPT_N": "1024", "AUTH_SCRYPT_R": "4", "AUTH_SCRYPT_P": "1"}
+    async with serve_app({**env, **weak}, plugins=AUTH_ONLY) as srv:
         await register(srv.client, "old", "password")
     async with serve_app(env, plugins=AUTH_ONLY) as srv:
         await register(srv.client, "new", "password")
         rows = await srv.runtime.db.fetchall("SELECT user_name, password_hash FROM accounts ORDER BY user_name")
-        assert [row["password_hash"].split("$")[1:4] for row in rows] == [["16384", "8", "1"], ["1024", "4", "1"]]
+        assert [row["password_hash"].split("$")[1:4] for row in rows] == [["16384", "8", "5"], ["1024", "4", "1"]]
         await login(srv.client, "old", "password")
         await login(srv.client, "new", "password")
 
@@ -280,8 +281,8 @@ async def test_auth_disabled_opens_everything(env: dict[str, str]) -> None:
 async def test_with_every_plugin_login_attempts_are_limited_before_the_password_check(env: dict[str, str]) -> None:
     async with serve_app({**env, "LOGIN_ATTEMPTS_PER_MINUTE": "3"}) as srv:
         client = srv.client
-        await register(client, "vasya", "right")
-        session_id = await login(client, "vasya", "right")
+        await register(client, "vasya", "right-pw")
+        session_id = await login(client, "vasya", "right-pw")
         assert await authenticated(client, session_id)
         statuses = []
         for _ in range(4):
@@ -289,7 +290,7 @@ async def test_with_every_plugin_login_attempts_are_limited_before_the_password_
             statuses.append(resp.status)
         assert statuses[0] == 400 and statuses[-1] == 429, statuses
         # refused before the password is checked: the right one is refused too, nothing was written
-        resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "right"})
+        resp = await client.post("/v1/auth/login", {"user_name": "vasya", "password": "right-pw"})
         assert_error(resp, 429, "request-limit-exceeded")
         assert "Retry-After" in resp.headers
         count = await srv.runtime.db.fetchone("SELECT count(*) AS n FROM sessions")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
-from messenger_throttle.backends import MemoryBackend
+from messenger_throttle.backends import MemoryBackend, RedisBackend
 from support import Client, Response, TcpProxy, poll, serve_app
-from throttle_support import LIMITED, assert_limited
+from throttle_support import assert_limited
 
 ATTEMPTS = 3
 WITH_AUTH = ("messenger_auth", "messenger_throttle")
@@ -42,27 +43,71 @@ async def same_minute_ahead(seconds: float = 8.0) -> None:
 
 
 @pytest.mark.parametrize("cache_type", ["memory", "redis"])
-async def test_login_attempts_over_the_limit_get_429_even_with_the_right_password(
+async def test_failed_logins_over_the_limit_get_429_for_that_name_from_that_client(
         env: dict[str, str], cache_type: str) -> None:
     async with serve_app(login_env(env, CACHE_TYPE=cache_type), plugins=WITH_AUTH) as srv:
         await register(srv.client, "alice", "bob")
         await same_minute_ahead()
         wrong = [await login(srv.client, "alice", "guess", "10.0.0.1") for _ in range(ATTEMPTS)]
         assert [(r.status, r.json) for r in wrong] == [(400, {"message": "bad-password"})] * ATTEMPTS
-        # The right password no longer helps, from this IP or any other, for the rest of the minute.
-        for ip in ("10.0.0.1", "10.0.0.2"):
-            resp = await login(srv.client, "alice", PASSWORD, ip)
-            assert_limited(resp)
-            assert 1 <= int(resp.headers["Retry-After"]) <= 60
-            assert abs(int(resp.headers["Retry-After"]) - (60 - time.time() % 60)) <= 2
-        # Another user is unaffected from another IP ...
-        resp = await login(srv.client, "bob", PASSWORD, "10.0.0.3")
+        # From that client, alice is refused for the rest of the minute, even with the right password ...
+        resp = await login(srv.client, "alice", PASSWORD, "10.0.0.1")
+        assert_limited(resp)
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert abs(int(resp.headers["Retry-After"]) - (60 - time.time() % 60)) <= 2
+        # ... but nobody locks alice out from another address, and that client still logs in as bob.
+        resp = await login(srv.client, "alice", PASSWORD, "10.0.0.2")
         assert resp.status == 200 and len(resp.json["session_id"]) == 32
-        # ... but the IP that used up its attempts is refused for every user name.
         resp = await login(srv.client, "bob", PASSWORD, "10.0.0.1")
-        assert (resp.status, resp.json) == (429, LIMITED)
-        # Refused attempts did not touch the accounts: bob from a fresh IP still logs in.
-        resp = await login(srv.client, "bob", PASSWORD, "10.0.0.4")
+        assert resp.status == 200
+        # Unknown user names count as failures too.
+        unknown = [await login(srv.client, "nobody", "x", "10.0.0.5") for _ in range(ATTEMPTS)]
+        assert [r.status for r in unknown] == [400] * ATTEMPTS
+        assert_limited(await login(srv.client, "nobody", "x", "10.0.0.5"))
+
+
+@pytest.mark.parametrize("cache_type", ["memory", "redis"])
+async def test_successful_logins_never_count(env: dict[str, str], cache_type: str) -> None:
+    async with serve_app(login_env(env, CACHE_TYPE=cache_type), plugins=WITH_AUTH) as srv:
+        users = [f"office{i}" for i in range(4)]
+        await register(srv.client, *users)
+        await same_minute_ahead()
+        # A whole office behind one address logs in, many times each, past every per-minute limit.
+        for _ in range(3):
+            for user in users:
+                resp = await login(srv.client, user, PASSWORD, "10.0.2.1")
+                assert resp.status == 200, resp
+
+
+async def test_failures_from_one_client_over_all_names_are_bounded(env: dict[str, str]) -> None:
+    settings = login_env(env, LOGIN_FAILURES_PER_IP="5", LOGIN_ATTEMPTS_PER_MINUTE="100")
+    async with serve_app(settings, plugins=WITH_AUTH) as srv:
+        await register(srv.client, "frank")
+        await same_minute_ahead()
+        spray = [await login(srv.client, f"name{i}", "guess", "10.0.3.1") for i in range(5)]
+        assert [r.status for r in spray] == [400] * 5
+        assert_limited(await login(srv.client, "name99", "guess", "10.0.3.1"))
+        assert_limited(await login(srv.client, "frank", PASSWORD, "10.0.3.1"))
+        resp = await login(srv.client, "frank", PASSWORD, "10.0.3.2")
+        assert resp.status == 200
+
+
+async def test_registrations_per_client_are_limited(env: dict[str, str]) -> None:
+    async with serve_app(login_env(env, REGISTER_PER_MINUTE="3"), plugins=WITH_AUTH) as srv:
+        await same_minute_ahead()
+        for i in range(3):
+            resp = await srv.client.post("/v1/auth/register", {"user_name": f"reg{i}", "password": PASSWORD},
+                                         headers={"X-Real-IP": "10.0.4.1"})
+            assert resp.status == 201, resp
+        resp = await srv.client.post("/v1/auth/register", {"user_name": "reg9", "password": PASSWORD},
+                                     headers={"X-Real-IP": "10.0.4.1"})
+        assert_limited(resp)
+        resp = await srv.client.post("/v1/auth/register", {"user_name": "reg9", "password": PASSWORD},
+                                     headers={"X-Real-IP": "10.0.4.2"})
+        assert resp.status == 201
+        # the refused one created nothing: reg9 exists once, from the other client
+        resp = await srv.client.post("/v1/auth/login", {"user_name": "reg9", "password": PASSWORD},
+                                     headers={"X-Real-IP": "10.0.4.3"})
         assert resp.status == 200
 
 
@@ -74,8 +119,9 @@ async def test_login_limit_holds_while_redis_is_down(env: dict[str, str]) -> Non
             await register(srv.client, "carol")
             await same_minute_ahead()
             proxy.cut()
-            statuses = [(await login(srv.client, "carol", PASSWORD, "10.0.1.1")).status for _ in range(ATTEMPTS + 1)]
-            assert statuses == [200] * ATTEMPTS + [429]  # counted in this process meanwhile: never unlimited
+            statuses = [(await login(srv.client, "carol", "guess", "10.0.1.1")).status for _ in range(ATTEMPTS + 1)]
+            assert statuses == [400] * ATTEMPTS + [429]  # counted in this process meanwhile: never unlimited
+            assert (await login(srv.client, "carol", PASSWORD, "10.0.1.2")).status == 200
     finally:
         proxy.close()
 
@@ -109,12 +155,24 @@ async def test_request_limit_is_per_account_when_there_is_a_session(env: dict[st
 async def test_attempts_are_refused_for_the_rest_of_the_period_only() -> None:
     wall = [120.0]  # the start of a calendar minute
     backend = MemoryBackend(wall_clock=lambda: wall[0])
-    keys = ["login:key:alice", "login:ip:10.0.0.1"]
-    assert [(await backend.attempt(keys, 2, 60)).allowed for _ in range(2)] == [True, True]
+    keys = [("login:key:alice", 2), ("login:ip:10.0.0.1", 2)]
+    assert [(await backend.attempt(keys, 60)).allowed for _ in range(2)] == [True, True]
     wall[0] = 150.0
-    refused = await backend.attempt(keys, 2, 60)
+    refused = await backend.attempt(keys, 60)
     assert not refused.allowed and refused.retry_after_header == "30"
     wall[0] = 179.5
-    assert (await backend.attempt(["login:key:bob", "login:ip:10.0.0.1"], 2, 60)).retry_after_header == "1"
+    assert (await backend.attempt([("login:key:bob", 2), ("login:ip:10.0.0.1", 2)], 60)).retry_after_header == "1"
     wall[0] = 180.0  # the next minute
-    assert (await backend.attempt(keys, 2, 60)).allowed
+    assert (await backend.attempt(keys, 60)).allowed
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_released_attempt_frees_its_place(kind: str, redis_keys: Any, env: dict[str, str]) -> None:
+    backend = MemoryBackend() if kind == "memory" else RedisBackend(redis_keys, env["CACHE_PREFIX"] + "t:")
+    await same_minute_ahead(3)
+    keys = [("login:key:x", 2), ("login:ip:1", 3)]
+    assert (await backend.attempt(keys, 60)).allowed
+    await backend.release([key for key, _ in keys], 60)
+    assert [(await backend.attempt(keys, 60)).allowed for _ in range(3)] == [True, True, False]
+    await backend.release(["login:key:never-counted"], 60)
+    assert (await backend.attempt([("login:key:never-counted", 1)], 60)).allowed

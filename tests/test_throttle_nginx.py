@@ -102,7 +102,8 @@ async def test_nginx_answers_429_past_the_limit_and_the_app_none(env: dict[str, 
         resp = await nginx.client.post("/ping", raw=b"x" * (1024 * 1024))
         assert (resp.status, resp.json) == (405, {"message": "method-not-allowed"})
         resp = await nginx.client.post("/ping", raw=b"x" * (1024 * 1024 + 1))
-        assert (resp.status, resp.json) == (413, {"message": "bad-parameters"})
+        assert (resp.status, resp.json) == (413, {"message": "payload-too-large"})
+        assert resp.headers["Content-Type"] == "application/json"
 
         responses, took = await burst(nginx.client, 2 * (NGINX_RATE + NGINX_BURST), path="/ping?via=nginx")
         counts = statuses(responses)

@@ -34,3 +34,9 @@ async def find(db: Database, user_name: str) -> Account | None:
     """The account named ``user_name``, or None."""
     row = await db.fetchone("SELECT id, password_hash FROM accounts WHERE user_name = %s", (user_name,))
     return Account(row["id"].hex, row["password_hash"]) if row else None
+
+
+async def replace_hash(db: Database, account: Account, password_hash: str) -> bool:
+    """Store a new hash for ``account`` unless its hash changed meanwhile; whether it was stored."""
+    return await db.execute("UPDATE accounts SET password_hash = %s WHERE id = %s AND password_hash = %s",
+                            (password_hash, uuid.UUID(account.account_id), account.password_hash)) == 1

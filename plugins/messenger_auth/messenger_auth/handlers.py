@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from messenger_core import ApiError, BaseHandler
+from messenger_core import ApiError, BaseHandler, bad_parameters, service_unavailable
 
 from . import accounts, sessions
-from .passwords import ScryptCost, hash_password_async, verify_password_async
-from .schemas import CredentialsSchema
+from .passwords import Hasher, HashingBusy, ScryptCost, needs_upgrade
+from .schemas import CredentialsSchema, RegisterSchema
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -19,13 +18,13 @@ if TYPE_CHECKING:  # pragma: no cover
 STATE_KEY = "messenger_auth"
 
 
-def hashing_executor(runtime: "Runtime") -> Executor:
-    """The process's password-hashing threads (``AUTH_HASH_THREADS``), created on first use."""
-    executor = runtime.state.get(STATE_KEY)
-    if executor is None:
-        executor = ThreadPoolExecutor(runtime.config.auth.hash_threads, thread_name_prefix="auth-hash")
-        runtime.state[STATE_KEY] = executor
-    return executor
+def hasher_of(runtime: "Runtime") -> Hasher:
+    """The process's password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``), created on first use."""
+    hasher = runtime.state.get(STATE_KEY)
+    if hasher is None:
+        settings = runtime.config.auth
+        hasher = runtime.state[STATE_KEY] = Hasher(settings.hash_threads, settings.hash_queue)
+    return hasher
 
 
 class AuthHandler(BaseHandler):
@@ -35,6 +34,12 @@ class AuthHandler(BaseHandler):
     def settings_auth(self) -> "AuthSettings":
         """This plugin's settings section."""
         return self.runtime.config.auth
+
+    @property
+    def cost(self) -> ScryptCost:
+        """The scrypt cost of new hashes."""
+        settings = self.settings_auth
+        return ScryptCost(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
 
 
 class RegisterHandler(AuthHandler):
@@ -51,7 +56,7 @@ class RegisterHandler(AuthHandler):
           required: true
           content:
             application/json:
-              schema: AuthCredentials
+              schema: AuthRegistration
         responses:
           201:
             description: Account created (empty body)
@@ -62,14 +67,18 @@ class RegisterHandler(AuthHandler):
                 schema: Error
           503: DatabaseUnavailable
         """
-        body = self.load_body(CredentialsSchema)
+        body = self.load_body(RegisterSchema)
         user_name, password = body["user_name"], body["password"]
+        if len(password) < self.settings_auth.password_min_length:
+            raise bad_parameters()
+        await self.rate_limit("register", "")
         db = self.runtime.db
         if await accounts.exists(db, user_name):
             raise ApiError(400, "user-already-exists")
-        settings = self.settings_auth
-        cost = ScryptCost(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
-        password_hash = await hash_password_async(hashing_executor(self.runtime), password, cost)
+        try:
+            password_hash = await hasher_of(self.runtime).hash(password, self.cost)
+        except HashingBusy:
+            raise service_unavailable() from None
         if await accounts.create(db, user_name, password_hash) is None:
             raise ApiError(400, "user-already-exists")
         self.write_empty(201)
@@ -114,14 +123,30 @@ class LoginHandler(AuthHandler):
         """
         body = self.load_body(CredentialsSchema)
         user_name, password = body["user_name"], body["password"]
-        await self.rate_limit("login", user_name)
+        await self.rate_limit("login", user_name)  # counted as a failure until it succeeds
         account = await accounts.find(self.runtime.db, user_name)
         if account is None:
             raise ApiError(400, "user-not-found")
-        if not await verify_password_async(hashing_executor(self.runtime), password, account.password_hash):
+        try:
+            verified = await hasher_of(self.runtime).verify(password, account.password_hash)
+        except HashingBusy:
+            await self.attempt_succeeded("login", user_name)  # no verdict: not a failure
+            raise service_unavailable() from None
+        if not verified:
             raise ApiError(400, "bad-password")
+        await self.attempt_succeeded("login", user_name)
+        if needs_upgrade(account.password_hash, self.cost):
+            await self._upgrade(account, password)
         session_id = await sessions.create(self.runtime, account.account_id, self.settings_auth.token_lifetime)
         self.write_json({"session_id": session_id})
+
+    async def _upgrade(self, account: accounts.Account, password: str) -> None:
+        """Replace a hash weaker than the configured cost (when the hashing queue has room; else next time)."""
+        try:
+            stronger = await hasher_of(self.runtime).hash(password, self.cost)
+        except HashingBusy:
+            return
+        await accounts.replace_hash(self.runtime.db, account, stronger)
 
 
 class LogoutHandler(AuthHandler):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from typing import Any
 
 from messenger_core import BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
 
 from . import sessions
 from .handlers import STATE_KEY, default_handlers
+from .passwords import Hasher
 from .schemas import SCHEMAS
 from .settings import AuthSettings
 
@@ -68,6 +68,6 @@ async def messenger_authenticate(handler: BaseHandler) -> Identity | None:
 @hookimpl
 def messenger_shutdown(runtime: Runtime) -> None:
     """Stop the password-hashing threads."""
-    executor: Executor | None = runtime.state.pop(STATE_KEY, None)
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
+    hasher: Hasher | None = runtime.state.pop(STATE_KEY, None)
+    if hasher is not None:
+        hasher.shutdown()

@@ -1,7 +1,10 @@
 """Password hashing: salted scrypt, parameters stored beside the hash, run off the event loop.
 
 A stored hash reads ``scrypt$<n>$<r>$<p>$<salt b64>$<key b64>``; verification uses the parameters
-written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid.  Neither the
+written in it, so raising the cost later (``AUTH_SCRYPT_*``) leaves old hashes valid, and a hash
+weaker than the configured cost is replaced at the account's next successful login.  The default
+cost, N=2**14, r=8, p=5, is one of OWASP's minimum scrypt configurations (all of them cost the same
+work; this one needs the least memory, 16 MiB a hash).  Neither the
 password nor the hash is ever logged.
 """
 
@@ -12,8 +15,12 @@ import base64
 import hashlib
 import hmac
 import os
-from concurrent.futures import Executor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SCHEME = "scrypt"
 SALT_BYTES = 16
@@ -27,6 +34,10 @@ class ScryptCost:
     n: int
     r: int
     p: int
+
+    def weaker_than(self, other: "ScryptCost") -> bool:
+        """Whether a hash made with these parameters costs less work (n*r*p) or memory (n*r) than ``other``."""
+        return self.n * self.r * self.p < other.n * other.r * other.p or self.n * self.r < other.n * other.r
 
     @property
     def maxmem(self) -> int:
@@ -62,6 +73,12 @@ def parse_hash(stored: str) -> tuple[ScryptCost, bytes, bytes] | None:
         return None
 
 
+def needs_upgrade(stored: str, wanted: ScryptCost) -> bool:
+    """Whether ``stored`` was made with weaker parameters than ``wanted`` (it is rehashed at login)."""
+    parsed = parse_hash(stored)
+    return parsed is not None and parsed[0].weaker_than(wanted)
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored`` (constant-time compare; False for a malformed hash)."""
     parsed = parse_hash(stored)
@@ -69,6 +86,45 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     cost, salt, key = parsed
     return hmac.compare_digest(_derive(password, salt, cost, len(key)), key)
+
+
+class HashingBusy(Exception):
+    """Every place of the hashing queue is taken (the caller answers 503 service-unavailable)."""
+
+
+class Hasher:
+    """The process's hashing threads behind a bounded queue.
+
+    At most ``queue`` hashes are waiting or running at once; one more is refused at once with
+    :class:`HashingBusy` instead of waiting behind a flood (a flood of registrations would otherwise
+    delay every login by as long as the queue is deep).
+    """
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="auth-hash")
+        self.queue = queue
+        self.pending = 0
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        if self.pending >= self.queue:
+            raise HashingBusy()
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        finally:
+            self.pending -= 1
+
+    async def hash(self, password: str, cost: ScryptCost) -> str:
+        """:func:`hash_password` off the event loop."""
+        return await self._run(hash_password, password, cost)
+
+    async def verify(self, password: str, stored: str) -> bool:
+        """:func:`verify_password` off the event loop."""
+        return await self._run(verify_password, password, stored)
+
+    def shutdown(self) -> None:
+        """Stop the threads (queued hashes are cancelled)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def hash_password_async(executor: Executor | None, password: str, cost: ScryptCost) -> str:

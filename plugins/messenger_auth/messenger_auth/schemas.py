@@ -19,6 +19,16 @@ class CredentialsSchema(Schema):
                                        "example": "correct horse battery staple"})
 
 
+class RegisterSchema(CredentialsSchema):
+    """A new account: the password needs at least ``AUTH_PASSWORD_MIN_LENGTH`` characters (checked by the handler)."""
+
+    password = fields.String(required=True, load_only=True,
+                             validate=[validate.Length(min=1, max=1024), storable_text],
+                             metadata={"description": "AUTH_PASSWORD_MIN_LENGTH (default 8)..1024 characters; "
+                                                      "stored only as a salted scrypt hash",
+                                       "minLength": 8, "example": "correct horse battery staple"})
+
+
 class SessionSchema(Schema):
     """A new session: send it back as ``Authorization: session_id <session_id>``."""
 
@@ -27,4 +37,4 @@ class SessionSchema(Schema):
         "example": "5f1c0a4e9b2d4c6f8a7e3d2b1c0f9e8d"})
 
 
-SCHEMAS = {"AuthCredentials": CredentialsSchema, "AuthSession": SessionSchema}
+SCHEMAS = {"AuthCredentials": CredentialsSchema, "AuthRegistration": RegisterSchema, "AuthSession": SessionSchema}

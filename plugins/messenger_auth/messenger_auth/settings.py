@@ -33,8 +33,15 @@ class AuthSettings(Section):
     token_lifetime = Setting("AUTH_TOKEN_LIFETIME", integer(1), 3600,
                              "Seconds a session lives after login (not extended by use)")
     scrypt_n = Setting("AUTH_SCRYPT_N", power_of_two, 2 ** 14,
-                       "scrypt CPU/memory cost (N, a power of 2) for new password hashes")
+                       "scrypt CPU/memory cost (N, a power of 2) for new password hashes; the default N, r, p "
+                       "is an OWASP minimum: go lower only in tests")
     scrypt_r = Setting("AUTH_SCRYPT_R", integer(1, 64), 8, "scrypt block size for new password hashes")
-    scrypt_p = Setting("AUTH_SCRYPT_P", integer(1, 16), 1, "scrypt parallelism for new password hashes")
+    scrypt_p = Setting("AUTH_SCRYPT_P", integer(1, 16), 5,
+                       "scrypt parallelism for new password hashes (a weaker stored hash is redone at login)")
+    password_min_length = Setting("AUTH_PASSWORD_MIN_LENGTH", integer(1, 1024), 8,
+                                  "Fewest characters of a new password (login still accepts older, shorter ones)")
     hash_threads = Setting("AUTH_HASH_THREADS", integer(1, 64), 2,
                            "Threads per process that hash passwords (bounds CPU and memory under load)")
+    hash_queue = Setting("AUTH_HASH_QUEUE", integer(1, 10_000), 32,
+                         "Password hashes waiting or running at once per process; past it register and "
+                         "login answer 503 service-unavailable at once")

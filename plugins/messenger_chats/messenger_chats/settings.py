@@ -17,6 +17,9 @@ class ChatsSettings(Section):
     tail_page_ttl = Setting("CHATS_TAIL_PAGE_TTL", integer(1), 30,
                             "Lifetime (s) of a cached last (not full) page; bounds staleness when an "
                             "invalidation was lost while Redis was unreachable")
+    page_bytes = Setting("PAGE_MAX_BYTES", integer(1024), 1024 * 1024,
+                         "Most bytes of a page's body: a page stops before its next message would pass it "
+                         "(with next.iterator after its last message; it always holds one message)")
     page_max_bytes = Setting("CHATS_PAGE_CACHE_MAX_BYTES", integer(0), 1024 * 1024,
                              "Larger pages are not cached (1000 long messages make a page of many MB)")
     fact_ttl = Setting("CHATS_FACT_TTL", integer(1), 3600,

@@ -52,7 +52,7 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, NearCache, dumps
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, NearCache, dumps, metrics
 
 from . import cursor
 from .errors import bad_cursor, chat_not_found
@@ -63,6 +63,8 @@ log = logging.getLogger("messenger.chats")
 LOCAL_FACTS = 20_000  # facts kept in each process (about 250 bytes each)
 LOCAL_PAGES = 256  # full pages kept in each process ...
 LOCAL_PAGE_MAX_BYTES = 64 * 1024  # ... when they are no larger than this (at most 16 MB per process)
+POST_BATCH = metrics.histogram("messenger_chats_post_batch_size", "Posts one insert carried (group commit)",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 INSERT_CHAT = "INSERT INTO chats (id, name, private, owner_id) VALUES (%s, %s, %s, %s)"
 CHAT_INFO = "SELECT private, owner_id FROM chats WHERE id = %s"
@@ -117,18 +119,33 @@ SELECT id FROM inserted
 # One statement, one snapshot: the chat's last_seq and version (no row: unknown chat) and the page
 # after ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index; deleted messages
 # are skipped, so an iterator taken before a deletion still continues right after its position.
+# Rows stop once the texts before them already hold ``max_bytes`` bytes (a message's JSON is never
+# shorter than its UTF-8 text), so a worker never loads much more than a page's bound; the first
+# always comes.  ``taken`` counts the rows before that cut: more than were returned means the bytes cut
+# the page (then no later message can ever enter it).
 PAGE = """
-SELECT c.last_seq, c.version, m.id, m.member_id, m.text, m.created_at, m.edited_at, m.seq
+SELECT c.last_seq, c.version, m.id, m.member_id, m.text, m.created_at, m.edited_at, m.seq, m.taken
 FROM chats AS c
 LEFT JOIN LATERAL (
-    SELECT id, member_id, text, created_at, edited_at, seq FROM messages
-    WHERE chat_id = %(chat_id)s AND seq > %(after)s AND deleted_at IS NULL
-    ORDER BY seq
-    LIMIT %(limit)s
+    SELECT id, member_id, text, created_at, edited_at, seq, taken FROM (
+        SELECT *, count(*) OVER () AS taken FROM (
+            SELECT id, member_id, text, created_at, edited_at, seq,
+                   sum(octet_length(text) + %(overhead)s) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)
+                       - octet_length(text) - %(overhead)s
+                       AS before
+            FROM messages
+            WHERE chat_id = %(chat_id)s AND seq > %(after)s AND deleted_at IS NULL
+            ORDER BY seq
+            LIMIT %(limit)s
+        ) AS windowed
+    ) AS sized
+    WHERE before < %(max_bytes)s
 ) AS m ON true
 WHERE c.id = %(chat_id)s
 ORDER BY m.seq
 """
+#: Bytes of a message's JSON besides its text (ids, timestamp, keys, punctuation): 137, rounded down.
+MESSAGE_OVERHEAD = 128
 
 
 @dataclass(frozen=True)
@@ -170,11 +187,28 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": timestamp(row["created_at"]), "edited_at": timestamp(row["edited_at"])}
 
 
-def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]]) -> bytes:
-    """The JSON body of a page: messages oldest first and the iterator after the last one."""
-    messages = [message_json(row) for row in rows]
-    last = rows[-1]["seq"] if rows else after
-    return dumps({"messages": messages, "next": {"iterator": cursor.encode(chat_id, last)}})
+def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
+                max_bytes: int | None = None) -> tuple[bytes, bool]:
+    """The JSON body of a page: messages oldest first and the iterator after the last one, and
+    whether it was cut short to stay within ``max_bytes`` (it always holds the first message).
+
+    The body is exactly ``dumps({"messages": [...], "next": {"iterator": ...}})``.
+    """
+    parts: list[bytes] = []
+    size = 0
+    for row in rows:
+        part = dumps(message_json(row))
+        if max_bytes is not None and parts and size + len(part) > max_bytes:
+            break
+        parts.append(part)
+        size += len(part) + 1
+    while True:
+        last = rows[len(parts) - 1]["seq"] if parts else after
+        body = (b'{"messages":[' + b",".join(parts) + b'],"next":'
+                + dumps({"iterator": cursor.encode(chat_id, last)}) + b"}")
+        if max_bytes is None or len(body) <= max_bytes or len(parts) <= 1:
+            return body, len(parts) < len(rows)
+        parts.pop()  # the envelope tipped it over
 
 
 def _versioned(version: int) -> str:
@@ -375,6 +409,7 @@ class ChatStore:
 
         An outage (503) fails the whole batch, as it would fail each post alone.
         """
+        POST_BATCH.observe(len(posts))
         try:
             return await self._insert(posts)
         except psycopg.Error as exc:
@@ -429,16 +464,21 @@ class ChatStore:
             if cached is not None:
                 return cached
             token = await self.cache.group_token(group)  # before the read: a racing post wins
-        rows = await self.db.fetchall(PAGE, {"chat_id": chat_id, "after": after, "limit": limit})
+        max_bytes = self.settings.page_bytes
+        rows = await self.db.fetchall(PAGE, {"chat_id": chat_id, "after": after, "limit": limit,
+                                             "max_bytes": max_bytes, "overhead": MESSAGE_OVERHEAD})
         if not rows:
             raise chat_not_found()
         if after > rows[0]["last_seq"]:
             raise bad_cursor()
         seen = rows[0]["version"]  # the version of this very snapshot: what the page is cached under
         rows = [row for row in rows if row["id"] is not None]
-        body = encode_page(chat_id, after, rows)
+        body, cut = encode_page(chat_id, after, rows, max_bytes)
+        # a page cut by its bytes is complete too: no later message can ever enter it
+        # (trailing deleted messages do not count: a new message may still enter the page after them)
+        complete = cut or len(rows) == limit or (rows and rows[0]["taken"] > len(rows))
         if use_cache and len(body) <= self.settings.page_max_bytes:
-            if len(rows) == limit:
+            if complete:
                 full_key = self.full_page_key(chat_id, after, limit, seen)
                 await self.cache.set(full_key, body, self.settings.page_ttl)
                 if len(body) <= self._local_page_bytes:

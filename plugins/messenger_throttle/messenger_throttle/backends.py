@@ -65,12 +65,18 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision | None:
-        """Count one attempt against every key, for the current calendar ``period`` (seconds).
+    async def attempt(self, limits: Sequence[tuple[str, int]], period: int) -> Decision | None:
+        """Count one attempt against every ``(key, limit)``, for the current calendar ``period`` (seconds).
 
-        Refused (and nothing counted) when any key already had ``limit`` attempts in this period;
-        ``retry_after`` is then the time left in the period.  None when the backend cannot answer.
+        Refused (and nothing counted) when any key already had its ``limit`` attempts in this period;
+        ``retry_after`` is then the time left in the period.  ``remaining`` is the smallest number of
+        attempts left over the keys.  None when the backend cannot answer.
         """
+
+    @abstractmethod
+    async def release(self, keys: Sequence[str], period: int) -> None:
+        """Take back one attempt of each key in the current period (never below zero): an attempt
+        counted in advance that turned out not to count (a successful login)."""
 
 
 class MemoryBackend(Backend):
@@ -116,17 +122,17 @@ class MemoryBackend(Backend):
                 return
             del self._windows[oldest[0]]
 
-    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision:
+    async def attempt(self, limits: Sequence[tuple[str, int]], period: int) -> Decision:
         now = self.wall_clock()
         index = int(now // period)
         left = (index + 1) * period - now
         counts = []
-        for key in keys:
+        for key, _ in limits:
             seen_index, seen = self._periods.get(key, (index, 0))
             counts.append(seen if seen_index == index else 0)
-        if any(seen >= limit for seen in counts):
+        if any(seen >= limit for seen, (_, limit) in zip(counts, limits)):
             return Decision(False, 0, left)
-        for key, seen in zip(keys, counts):
+        for (key, _), seen in zip(limits, counts):
             self._periods[key] = (index, seen + 1)
             self._periods.move_to_end(key)
         self._bound(self._periods)
@@ -135,7 +141,14 @@ class MemoryBackend(Backend):
             if oldest is None or oldest[1][0] == index:
                 break
             del self._periods[oldest[0]]
-        return Decision(True, limit - 1 - max(counts, default=0))
+        return Decision(True, min((limit - 1 - seen for seen, (_, limit) in zip(counts, limits)), default=0))
+
+    async def release(self, keys: Sequence[str], period: int) -> None:
+        index = int(self.wall_clock() // period)
+        for key in keys:
+            seen_index, seen = self._periods.get(key, (index, 0))
+            if seen_index == index and seen > 0:
+                self._periods[key] = (index, seen - 1)
 
 
 # KEYS[1]: the client's sorted set of request times (microseconds, Redis clock).
@@ -157,23 +170,36 @@ local oldest = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
 return {0, 0, math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
 """
 
-# KEYS: one counter per dimension (user name, client IP); each expires at the end of the period.
-# ARGV: limit, period in seconds.  Returns {allowed 1/0, remaining, seconds left in the period}.
+# KEYS: one counter per dimension (user name and client, client); each expires at the end of the period,
+# and its name carries the period's index, so a counter of a past period is never read.
+# ARGV: period in seconds, then the limit of each key.  Returns {allowed 1/0, remaining, seconds left}.
 _FIXED_PERIOD = """
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
+local period = tonumber(ARGV[1])
 local now = tonumber(redis.call('TIME')[1])
 local left = period - (now % period)
-local most = 0
+local suffix = ':' .. math.floor(now / period)
+local fewest = nil
 for i = 1, #KEYS do
-  local seen = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local limit = tonumber(ARGV[i + 1])
+  local seen = tonumber(redis.call('GET', KEYS[i] .. suffix) or '0')
   if seen >= limit then return {0, 0, left} end
-  if seen > most then most = seen end
+  if fewest == nil or limit - seen - 1 < fewest then fewest = limit - seen - 1 end
 end
 for i = 1, #KEYS do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIREAT', KEYS[i], now + left) end
+  if redis.call('INCR', KEYS[i] .. suffix) == 1 then redis.call('EXPIRE', KEYS[i] .. suffix, left + 1) end
 end
-return {1, limit - most - 1, 0}
+return {1, fewest or 0, 0}
+"""
+
+# KEYS: counters to take one back from in the current period (not below zero).  ARGV: period.
+_RELEASE = """
+local period = tonumber(ARGV[1])
+local suffix = ':' .. math.floor(tonumber(redis.call('TIME')[1]) / period)
+for i = 1, #KEYS do
+  local seen = tonumber(redis.call('GET', KEYS[i] .. suffix) or '0')
+  if seen > 0 then redis.call('DECR', KEYS[i] .. suffix) end
+end
+return {1}
 """
 
 
@@ -192,6 +218,7 @@ class RedisBackend(Backend):
         self.state = Availability("throttle: redis", log)
         self._sliding = client.register_script(_SLIDING_WINDOW)
         self._fixed = client.register_script(_FIXED_PERIOD)
+        self._release = client.register_script(_RELEASE)
         self._members = count()
         self._tag = f"{os.getpid():x}.{os.urandom(4).hex()}"
         self._skip_until = 0.0
@@ -216,9 +243,13 @@ class RedisBackend(Backend):
         allowed, remaining, wait_us = result
         return Decision(bool(allowed), remaining, wait_us / 1_000_000)
 
-    async def attempt(self, keys: Sequence[str], limit: int, period: int) -> Decision | None:
-        result = await self._run(self._fixed, [self.prefix + key for key in keys], [limit, period])
+    async def attempt(self, limits: Sequence[tuple[str, int]], period: int) -> Decision | None:
+        result = await self._run(self._fixed, [self.prefix + key for key, _ in limits],
+                                 [period, *(limit for _, limit in limits)])
         if result is None:
             return None
         allowed, remaining, left = result
         return Decision(bool(allowed), remaining, float(left))
+
+    async def release(self, keys: Sequence[str], period: int) -> None:
+        await self._run(self._release, [self.prefix + key for key in keys], [period])

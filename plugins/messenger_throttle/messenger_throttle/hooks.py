@@ -31,8 +31,14 @@ def messenger_request_hooks(config: "Config") -> list[RequestHook]:
 
 @hookimpl
 async def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:
-    """Login protection (kept with nginx too: only the app sees user names)."""
+    """Login and registration protection (kept with nginx too: only the app sees user names)."""
     await throttle_of(handler.runtime).check_attempt(handler, scope, key)
+
+
+@hookimpl
+async def messenger_attempt_succeeded(handler: "BaseHandler", scope: str, key: str) -> None:
+    """A successful login is not counted against its client."""
+    await throttle_of(handler.runtime).attempt_succeeded(handler, scope, key)
 
 
 @hookimpl

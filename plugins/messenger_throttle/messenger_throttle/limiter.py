@@ -1,12 +1,18 @@
-"""The two limits: requests per client per sliding second, and sensitive attempts (login) per minute.
+"""The limits: requests per client per sliding second, and sensitive attempts (login, register) per minute.
 
 One :class:`Throttle` per process lives in ``runtime.state["messenger_throttle"]``.  The request
 limiter fails open when its backend cannot answer; the attempt limiter falls back to this
 process's memory counters instead, so login protection never disappears with Redis.
+
+Login counts failures only.  An attempt is counted *before* the password is checked (so a burst
+of concurrent guesses cannot pass the limit while they are all being hashed) and taken back when
+it succeeds: at most ``LOGIN_ATTEMPTS_PER_MINUTE`` failures for one user name from one client, and
+``LOGIN_FAILURES_PER_IP`` from one client over all names.  Registrations count every attempt.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 from messenger_core import ApiError
@@ -43,7 +49,18 @@ class Throttle:
         else:
             self.backend = MemoryBackend()
         self.fallback = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
-        self.attempt_limits = {"login": self.settings.login_attempts_per_minute}
+        # the backend that counted a request's attempt, to take it back from the same place
+        self._counted: weakref.WeakKeyDictionary["BaseHandler", Backend] = weakref.WeakKeyDictionary()
+
+    def attempt_limits(self, scope: str, key: str, client: str) -> list[tuple[str, int]]:
+        """The counters one ``scope`` attempt goes to, with their per-minute limits (none: not limited)."""
+        settings = self.settings
+        if scope == "login":
+            return [(f"login:name:{client}:{key}", settings.login_attempts_per_minute),
+                    (f"login:ip:{client}", settings.login_failures_per_ip)]
+        if scope == "register":
+            return [(f"register:ip:{client}", settings.register_per_minute)]
+        return []
 
     async def check_request(self, handler: "BaseHandler") -> None:
         """Count this request for its client; 429 over ``THROTTLE_RPS``; rate-limit headers always."""
@@ -61,16 +78,26 @@ class Throttle:
             raise request_limit_exceeded(decision)
 
     async def check_attempt(self, handler: "BaseHandler", scope: str, key: str) -> None:
-        """Count one ``scope`` attempt for ``key`` and for the client IP; 429 for the rest of the minute."""
-        limit = self.attempt_limits.get(scope)
-        if limit is None:
+        """Count one ``scope`` attempt of this client; 429 for the rest of the minute past a limit."""
+        limits = self.attempt_limits(scope, key, handler.client_ip)
+        if not limits:
             return
-        keys = [f"{scope}:key:{key}", f"{scope}:ip:{handler.client_ip}"]
-        decision = await self.backend.attempt(keys, limit, ATTEMPT_PERIOD)
+        backend = self.backend
+        decision = await backend.attempt(limits, ATTEMPT_PERIOD)
         if decision is None:
-            decision = await self.fallback.attempt(keys, limit, ATTEMPT_PERIOD)
+            backend = self.fallback
+            decision = await backend.attempt(limits, ATTEMPT_PERIOD)
         if not decision.allowed:
             raise request_limit_exceeded(decision)
+        self._counted[handler] = backend
+
+    async def attempt_succeeded(self, handler: "BaseHandler", scope: str, key: str) -> None:
+        """A login that succeeded does not count: take back what :meth:`check_attempt` counted."""
+        backend = self._counted.pop(handler, None)
+        if backend is None or scope != "login":
+            return
+        await backend.release([name for name, _ in self.attempt_limits(scope, key, handler.client_ip)],
+                              ATTEMPT_PERIOD)
 
 
 def throttle_of(runtime: "Runtime") -> Throttle:

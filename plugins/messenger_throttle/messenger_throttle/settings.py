@@ -6,7 +6,7 @@ from messenger_core import Section, Setting, boolean, choice, integer
 
 
 class ThrottleSettings(Section):
-    """Per-client request limits (in the app or left to nginx) and login-attempt limits."""
+    """Per-client request limits (in the app or left to nginx), failed-login and registration limits."""
 
     name = "throttle"
     rps = Setting("THROTTLE_RPS", integer(1, 1_000_000), 100,
@@ -16,4 +16,10 @@ class ThrottleSettings(Section):
     nginx_throttling = Setting("NGINX_THROTTLING", boolean, False,
                                "Leave the per-client request limit to nginx (deploy/nginx): no in-app limiter")
     login_attempts_per_minute = Setting("LOGIN_ATTEMPTS_PER_MINUTE", integer(1, 1_000_000), 10,
-                                        "Login attempts per user name and per client IP in one calendar minute")
+                                        "Failed logins for one user name from one client in one calendar minute "
+                                        "(then 429 for that name from that client until the minute ends)")
+    login_failures_per_ip = Setting("LOGIN_FAILURES_PER_IP", integer(1, 1_000_000), 100,
+                                    "Failed logins from one client over all user names in one calendar minute "
+                                    "(then every login from that client is 429 until the minute ends)")
+    register_per_minute = Setting("REGISTER_PER_MINUTE", integer(1, 1_000_000), 20,
+                                  "Registrations per client in one calendar minute (each costs a password hash)")
