@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "Migrations": "db",
     "Cache": "cache",
     "MemoryCache": "cache",
+    "NearCache": "near",
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
@@ -71,11 +72,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
-           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "PubSub", "RequestHook",
-           "Runtime", "SESSIONS_CHANNEL", "Section", "ServiceUnavailable", "Setting", "SharedReads", "Task",
-           "Unavailable", "Waiters", "bad_parameters", "boolean", "choice", "database_unavailable", "dumps",
-           "hookimpl", "integer", "metrics", "not_found", "number", "parse_uuid", "payload_too_large",
-           "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
+           "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "NearCache", "PubSub",
+           "RequestHook", "Runtime", "SESSIONS_CHANNEL", "Section", "ServiceUnavailable", "Setting",
+           "SharedReads", "Task", "Unavailable", "Waiters", "bad_parameters", "boolean", "choice",
+           "database_unavailable", "dumps", "hookimpl", "integer", "metrics", "not_found", "number",
+           "parse_uuid", "payload_too_large", "request_limit_exceeded", "service_unavailable",
+           "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import metrics
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
                          service_unavailable)
     from .health import Availability
     from .hookspecs import hookimpl
+    from .near import NearCache
     from .pubsub import SESSIONS_CHANNEL, PubSub, SharedReads, Waiters
     from .runtime import Runtime
     from .settings import Config, Section, Setting, boolean, choice, integer, number, string

@@ -60,7 +60,7 @@ async def read_page(client: Client, chat_id: str, limit: int,
     body = resp.json
     assert set(body) == {"messages", "next"} and set(body["next"]) == {"iterator"}, body
     for message in body["messages"]:
-        assert set(message) == {"message_id", "user_id", "text", "created_at"}, message
+        assert set(message) == {"message_id", "user_id", "text", "created_at", "edited_at"}, message
     return body["messages"], body["next"]["iterator"]
 
 

@@ -2,7 +2,7 @@
 
 Membership queries for plugins that must respect who may see which chat (search does):
 
-* :func:`chats_of_account` -- the chats in which an account owns a member;
+* :func:`chats_of_account` -- the chats in which an account has a present member;
 * :func:`member_scope` -- the chats a chat member id may see;
 * :func:`account_in_chat` -- whether an account owns a member of a chat.
 
@@ -24,12 +24,18 @@ add their own indexes on them, after this plugin's migrations, ``Migrations(...,
              chat_id uuid NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
              seq bigint NOT NULL,            -- position in the chat, 1, 2, 3... in commit order
              member_id uuid NOT NULL REFERENCES chat_members(id),
-             text text NOT NULL,
+             text text NOT NULL,             -- '' once deleted
              created_at timestamptz NOT NULL DEFAULT now(),
+             edited_at timestamptz NULL,     -- set by each edit of the text
+             deleted_at timestamptz NULL,    -- set by its deletion: the row stays, it is shown nowhere
              UNIQUE (chat_id, seq))
 
-Rows are only ever inserted (never updated or deleted by the API).  The other tables and every
-other module of this package are internal.
+Rows are inserted by posts; an edit updates ``text`` and ``edited_at``, a delete sets ``deleted_at``
+(and empties ``text``).  A reader must leave out rows with ``deleted_at IS NOT NULL``.  The other
+tables and every other module of this package (``events`` aside, see below) are internal.
+
+Chat events: every write a stream must learn of sends one NOTIFY on the channel ``messenger_chats``
+inside its transaction (payloads in ``messenger_chats.events``).
 """
 
 from __future__ import annotations
@@ -44,23 +50,26 @@ from . import cursor
 from .errors import bad_cursor, chat_not_found, user_not_found
 from .events import CHANNEL
 from .events import parse as parse_event
-from .store import encode_message
+from .store import message_json
 
 __all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chats_of_account", "iterator", "last_seqs",
            "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
 
-_ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
+_ACCOUNT_IN_CHAT = """
+SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s AND left_at IS NULL LIMIT 1
+"""
 _LAST_SEQS = "SELECT id, last_seq FROM chats WHERE id = ANY(%s)"
 _AFTER = """
-SELECT id, member_id, text, created_at, seq FROM messages
-WHERE chat_id = %s AND seq > %s ORDER BY seq LIMIT %s
+SELECT id, member_id, text, created_at, edited_at, seq FROM messages
+WHERE chat_id = %s AND seq > %s AND deleted_at IS NULL ORDER BY seq LIMIT %s
 """
-_MESSAGE = "SELECT id, member_id, text, created_at, seq FROM messages WHERE chat_id = %s AND id = %s"
+_MESSAGE = """
+SELECT id, member_id, text, created_at, edited_at, seq FROM messages
+WHERE chat_id = %s AND id = %s AND deleted_at IS NULL
+"""
 
-_CHATS_OF_ACCOUNT = """
-SELECT DISTINCT chat_id FROM chat_members WHERE account_id = %s ORDER BY chat_id
-"""
-_MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s"
+_CHATS_OF_ACCOUNT = "SELECT chat_id FROM chat_accounts WHERE account_id = %s ORDER BY chat_id"
+_MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s AND left_at IS NULL"
 
 
 def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
@@ -68,7 +77,7 @@ def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
 
 
 async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uuid.UUID]:
-    """Ids of the chats in which ``account_id`` owns at least one member (sorted; maybe empty).
+    """Ids of the chats in which ``account_id`` has at least one present member (sorted; maybe empty).
 
     ``account_id`` is a UUID or its string form (32 hex characters); a string that is not a UUID
     raises ``ValueError``.  Database outages raise ``DatabaseUnavailable``.
@@ -78,7 +87,8 @@ async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uu
 
 
 async def member_scope(db: Database, member_id: uuid.UUID) -> list[uuid.UUID] | None:
-    """The chats a member may see, or None when no member has this id.
+    """The chats a member may see, or None when no present member (one that neither left nor was removed)
+    has this id.
 
     A member linked to an account (auth on when it joined) sees every chat of that account; a
     member without an account (auth off) sees only its own chat.
@@ -106,13 +116,13 @@ async def messages_after(db: Database, chat_id: uuid.UUID, after: int,
                          limit: int) -> list[tuple[int, dict[str, Any]]]:
     """Up to ``limit`` messages after position ``after``, oldest first, as ``(position, message as a page has it)``."""
     rows = await db.fetchall(_AFTER, (chat_id, after, limit))
-    return [(row["seq"], encode_message(row)) for row in rows]
+    return [(row["seq"], message_json(row)) for row in rows]
 
 
 async def message(db: Database, chat_id: uuid.UUID, message_id: uuid.UUID) -> tuple[int, dict[str, Any]] | None:
     """One message of a chat as ``(position, message as a page shows it)``, or None."""
     row = await db.fetchone(_MESSAGE, (chat_id, message_id))
-    return None if row is None else (row["seq"], encode_message(row))
+    return None if row is None else (row["seq"], message_json(row))
 
 
 def iterator(chat_id: uuid.UUID, seq: int) -> str:

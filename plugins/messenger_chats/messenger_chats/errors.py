@@ -15,6 +15,11 @@ def user_not_found() -> ApiError:
     return ApiError(404, "user-not-found")
 
 
+def message_not_found() -> ApiError:
+    """404 ``message-not-found``: no such message in the chat, deleted, or not the caller's."""
+    return ApiError(404, "message-not-found")
+
+
 def bad_cursor() -> ApiError:
     """400 ``bad-cursor``: an iterator that is malformed, of another chat, or beyond its end."""
     return ApiError(400, "bad-cursor")

@@ -18,12 +18,12 @@ import json
 from typing import Any
 
 CHANNEL = "messenger_chats"
+NOTIFY = "SELECT pg_notify('messenger_chats', %s)"
 
 
 async def notify(conn: Any, payload: dict[str, Any]) -> None:
     """Send one event on ``conn`` (inside the caller's transaction: delivered when it commits)."""
-    await conn.execute("SELECT pg_notify('messenger_chats', %s)",
-                       (json.dumps(payload, separators=(",", ":")),))
+    await conn.execute(NOTIFY, (json.dumps(payload, separators=(",", ":")),))
 
 
 def parse(payload: str) -> dict[str, Any] | None:

@@ -1,15 +1,18 @@
-"""HTTP handlers of the chats plugin: chats, members, messages (API.md, "Chats and messages")."""
+"""HTTP handlers of the chats plugin: chats, members, messages (API.md, "Chats and messages" and
+"Conversations")."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from messenger_core import BaseHandler, parse_uuid
+from messenger_core import BaseHandler, not_found, parse_uuid
 
 from . import cursor, state
-from .errors import chat_not_found, user_not_found
-from .schemas import ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, PageQuerySchema
+from .conversations import Actor, Conversations
+from .errors import chat_not_found, message_not_found, user_not_found
+from .schemas import (ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, MessageEditSchema, PageQuerySchema,
+                      ReadMarkSchema)
 from .store import ChatStore, is_empty_page
 from .waiting import waits_of
 
@@ -27,6 +30,11 @@ class ChatsBaseHandler(BaseHandler):
         identity = await self.authenticate()
         return None if identity is None else uuid.UUID(identity.account_id)
 
+    @property
+    def conversations(self) -> Conversations:
+        """The process's :class:`Conversations`."""
+        return state.conversations_of(self.runtime)
+
     def chat_from_path(self, chat_id: str) -> uuid.UUID:
         """The chat id of the path; one that is not a UUID is 404 ``chat-not-found``."""
         chat = parse_uuid(chat_id)
@@ -34,16 +42,70 @@ class ChatsBaseHandler(BaseHandler):
             raise chat_not_found()
         return chat
 
+    async def account_required(self) -> uuid.UUID:
+        """The session's account; with auth off the endpoint does not exist (404 ``not-found``)."""
+        account = await self.account()
+        if account is None:
+            raise not_found()
+        return account
+
+    async def actor_in(self, chat: uuid.UUID) -> Actor:
+        """Who acts in the chat: the session's account, which must be in it (else 404 ``chat-not-found``),
+        or with auth off the member named by ``?user_id=`` (maybe None), in a chat that must exist."""
+        account = await self.account()
+        if account is None:
+            if not await self.store.chat_exists(chat):
+                raise chat_not_found()
+            return Actor(None, parse_uuid(self.get_query_argument("user_id", None)))
+        if not await self.store.account_in_chat(chat, account):
+            raise chat_not_found()
+        return Actor(account)
+
 
 class ChatsHandler(ChatsBaseHandler):
-    """``/v1/chats``: create a chat."""
+    """``/v1/chats``: create a chat, list the account's chats."""
+
+    async def get(self) -> None:
+        """The chats of the session's account, the most recently active first.
+        ---
+        summary: List my chats
+        description: >
+          Every chat where the session's account has a member, the one with the newest message first (a chat
+          without messages counts from when the account joined it), each with its newest message that is not
+          deleted, the number of unread messages (after the account's read marker, not deleted) and the read
+          marker as an iterator (paging from it returns the unread messages). Needs auth; with auth off this
+          endpoint does not exist (404 not-found). Costs no scan of any chat's messages.
+        tags: [chats]
+        responses:
+          200:
+            description: The chats
+            content:
+              application/json:
+                schema: ChatSummaryList
+          401:
+            description: auth-failed, invalid-session-id, session-id-expired
+            content:
+              application/json:
+                schema: Error
+          404:
+            description: not-found (auth off)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        account = await self.account_required()
+        self.write_json({"chats": await self.conversations.chats_of(account)})
 
     async def post(self) -> None:
         """Create a chat.
         ---
         summary: Create a chat
         description: >
-          Chat names may repeat. With auth on, the creator still joins it with POST /v1/chats/{chat_id}/users.
+          Chat names may repeat. With auth on, the session's account owns the chat, and still joins it with
+          POST /v1/chats/{chat_id}/users. An open chat (the default) is joined by anyone who knows its id; a
+          private one only by its owner or with an invite (POST /v1/chats/{chat_id}/invites). With auth off there
+          are no accounts and every chat is open.
         tags: [chats]
         requestBody:
           required: true
@@ -57,19 +119,49 @@ class ChatsHandler(ChatsBaseHandler):
               application/json:
                 schema: ChatCreated
           400:
-            description: bad-parameters (body missing, not a JSON object, or chat_name not a string of 0..255)
+            description: bad-parameters (body missing, not a JSON object, chat_name not a string of 0..255, or
+              private not a boolean)
             content:
               application/json:
                 schema: Error
           503: DatabaseUnavailable
         """
         body = self.load_body(ChatCreateSchema)
-        chat_id = await self.store.create_chat(body["chat_name"])
+        chat_id = await self.store.create_chat(body["chat_name"], body["private"], await self.account())
         self.write_json({"chat_id": chat_id.hex}, 201)
 
 
 class MembersHandler(ChatsBaseHandler):
-    """``/v1/chats/{chat_id}/users``: join a chat as a new member."""
+    """``/v1/chats/{chat_id}/users``: list the members, join a chat as a new member."""
+
+    async def get(self, chat_id: str) -> None:
+        """The chat's present members.
+        ---
+        summary: List a chat's members
+        description: >
+          The members that have not left or been removed, oldest first. `mine` marks the members of the
+          session's account (auth off: the member named by `user_id`, if any). With auth on, a chat the
+          account is not in is 404 chat-not-found.
+        tags: [chats]
+        parameters:
+          - ChatId
+          - in: query
+            name: user_id
+            required: false
+            schema: {type: string}
+            description: With auth off, the acting member (whose entry is `mine`)
+        responses:
+          200:
+            description: The members
+            content:
+              application/json:
+                schema: ChatMemberList
+          404: ChatNotFound
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        actor = await self.actor_in(chat)
+        self.write_json({"users": await self.conversations.members(chat, actor)})
 
     async def post(self, chat_id: str) -> None:
         """Join a chat: a new member id, even for a name already in the chat.
@@ -78,6 +170,9 @@ class MembersHandler(ChatsBaseHandler):
         description: >
           Every call creates a new member (user_id), even for a user name already in the chat.
           With auth on, the member belongs to the session's account, which may then read and post in the chat.
+          A private chat is joined only by its owner, an account already in it, or with a valid `invite`;
+          anyone else gets 404 chat-not-found, exactly as for a chat that does not exist (an expired or unknown
+          invite too). An invite sent to join an open chat is ignored.
         tags: [chats]
         parameters:
           - ChatId
@@ -93,7 +188,8 @@ class MembersHandler(ChatsBaseHandler):
               application/json:
                 schema: ChatMemberCreated
           400:
-            description: bad-parameters (body missing, not a JSON object, or user_name not a string of 1..255)
+            description: bad-parameters (body missing, not a JSON object, user_name not a string of 1..255,
+              or invite not a string)
             content:
               application/json:
                 schema: Error
@@ -102,7 +198,7 @@ class MembersHandler(ChatsBaseHandler):
         """
         chat = self.chat_from_path(chat_id)
         body = self.load_body(MemberCreateSchema)
-        member_id = await self.store.add_member(chat, body["user_name"], await self.account())
+        member_id = await self.conversations.join(chat, body["user_name"], await self.account(), body["invite"])
         if member_id is None:
             raise chat_not_found()
         self.write_json({"user_id": member_id.hex}, 201)
@@ -122,9 +218,12 @@ class MessagesHandler(ChatsBaseHandler):
           `from` (the `next.iterator` of an earlier page) it continues right after that page, never
           repeating or skipping a message, even while others post. `next.iterator` is always present: after
           the last message returned, or (empty page) the `from` given or the chat's start, so a client
-          polls for new messages with it. Pages may come from the cache; a cached page is byte-identical to a
-          fresh one, and is served even while the database is down. With auth on, only accounts that
-          joined the chat may read it (others get 404 chat-not-found).
+          polls for new messages with it. Deleted messages are left out (an iterator taken before a deletion
+          still continues right after its position); `edited_at` is set on edited messages. Pages may come from
+          the cache; a cached page is byte-identical to a fresh one, never shows a message's text from before an
+          edit or a deleted message once the edit or delete was answered, and is served even while the database
+          is down. With auth on, only accounts that have a member in the chat may read it (others get 404
+          chat-not-found).
         tags: [chats]
         parameters:
           - ChatId
@@ -192,7 +291,8 @@ class MessagesHandler(ChatsBaseHandler):
           Checks, in this order: chat_id not a UUID (404 chat-not-found); user_id missing or not a UUID (404
           user-not-found); bad body (400); unknown chat (404 chat-not-found); user_id not a member of this chat
           (404 user-not-found). With auth on, a chat the session's account has not joined is 404 chat-not-found
-          and a user_id that is not one of the account's members of the chat is 404 user-not-found.
+          and a user_id that is not one of the account's members of the chat is 404 user-not-found; the account's
+          read marker moves past the new message. A member that left or was removed is 404 user-not-found.
           Other query parameters are ignored.
         tags: [chats]
         parameters:
@@ -233,8 +333,8 @@ class MessagesHandler(ChatsBaseHandler):
         account = await self.account()
         if account is not None and not await self.store.account_in_chat(chat, account):
             raise chat_not_found()
-        member = await self.store.member(member_id)
-        if member is None or member.chat_id != chat or (account is not None and member.account_id != account):
+        member = await self.store.member(chat, member_id)
+        if member is None or (account is not None and member.account_id != account):
             if account is None and not await self.store.chat_exists(chat):
                 raise chat_not_found()
             raise user_not_found()
@@ -244,8 +344,247 @@ class MessagesHandler(ChatsBaseHandler):
         self.write_json({"message_id": message_id.hex}, 201)
 
 
+class MemberHandler(ChatsBaseHandler):
+    """``/v1/chats/{chat_id}/users/{user_id}``: leave a chat, or remove a member (owner)."""
+
+    async def delete(self, chat_id: str, user_id: str) -> None:
+        """Leave the chat, or remove a member.
+        ---
+        summary: Leave a chat or remove a member
+        description: >
+          An account removes its own member (leaves); the chat's owner removes anyone. With auth off a member
+          leaves only itself: `user_id` in the query must be the member of the path. Messages stay. An account
+          whose last member of the chat is gone no longer reads, posts, searches or streams there, at once in
+          every worker.
+        tags: [chats]
+        parameters:
+          - ChatId
+          - in: path
+            name: user_id
+            required: true
+            schema: {type: string}
+            description: The member to remove
+          - in: query
+            name: user_id
+            required: false
+            schema: {type: string}
+            description: With auth off, the acting member (the same as the path's)
+        responses:
+          204:
+            description: Gone
+          404:
+            description: chat-not-found (no such chat, or with auth on one the account is not in),
+              user-not-found (not a present member of the chat, or one the caller may not remove)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        member = parse_uuid(user_id)
+        actor = await self.actor_in(chat)
+        if member is None:
+            raise user_not_found()
+        await self.conversations.leave(chat, member, actor)
+        self.write_empty(204)
+
+
+class InvitesHandler(ChatsBaseHandler):
+    """``/v1/chats/{chat_id}/invites``: make an invite to the chat."""
+
+    async def post(self, chat_id: str) -> None:
+        """A new invite.
+        ---
+        summary: Invite to a chat
+        description: >
+          Any member's account makes one: an opaque token of 192 random bits that joins the chat (POST
+          /v1/chats/{chat_id}/users with `invite`) any number of times for CHAT_INVITE_TTL seconds (default 7
+          days). Needs auth; with auth off this endpoint does not exist (404 not-found).
+        tags: [chats]
+        parameters:
+          - ChatId
+        responses:
+          201:
+            description: Made
+            content:
+              application/json:
+                schema: ChatInvite
+          401:
+            description: auth-failed, invalid-session-id, session-id-expired
+            content:
+              application/json:
+                schema: Error
+          404:
+            description: chat-not-found (no such chat, or one the account is not in), not-found (auth off)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        account = await self.account_required()
+        if not await self.store.account_in_chat(chat, account):
+            raise chat_not_found()
+        self.write_json({"invite": await self.conversations.create_invite(chat, account)}, 201)
+
+
+class ReadHandler(ChatsBaseHandler):
+    """``/v1/chats/{chat_id}/read``: move the account's read marker forward."""
+
+    async def post(self, chat_id: str) -> None:
+        """Mark the chat read up to an iterator.
+        ---
+        summary: Mark a chat read
+        description: >
+          Moves the account's read marker to the iterator given (a `next.iterator` of a page), forward only: an
+          iterator before the marker changes nothing. Needs auth; with auth off this endpoint does not exist
+          (404 not-found).
+        tags: [chats]
+        parameters:
+          - ChatId
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema: ChatReadMark
+        responses:
+          204:
+            description: Marked (or already read further)
+          400:
+            description: bad-parameters (body missing, not a JSON object, iterator not a string), bad-cursor
+              (an iterator that is malformed, of another chat, or beyond the chat's last message)
+            content:
+              application/json:
+                schema: Error
+          401:
+            description: auth-failed, invalid-session-id, session-id-expired
+            content:
+              application/json:
+                schema: Error
+          404:
+            description: chat-not-found (no such chat, or one the account is not in), not-found (auth off)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        account = await self.account_required()
+        body = self.load_body(ReadMarkSchema)
+        if not await self.store.account_in_chat(chat, account):
+            raise chat_not_found()
+        seq = cursor.decode(body["iterator"], chat)
+        if not await self.conversations.mark_read(chat, account, seq):
+            raise chat_not_found()
+        self.write_empty(204)
+
+
+class MessageHandler(ChatsBaseHandler):
+    """``/v1/chats/{chat_id}/messages/{message_id}``: edit or delete one's own message."""
+
+    def message_from_path(self, message_id: str) -> uuid.UUID:
+        """The message id of the path; one that is not a UUID is 404 ``message-not-found``."""
+        message = parse_uuid(message_id)
+        if message is None:
+            raise message_not_found()
+        return message
+
+    async def patch(self, chat_id: str, message_id: str) -> None:
+        """Edit one's own message.
+        ---
+        summary: Edit a message
+        description: >
+          Only the author's account (auth off: `user_id` the author member) may. Answers the message exactly as
+          a page now shows it (same `created_at`, `edited_at` set); every page read after this answer, cached
+          or not, in any worker, shows the new text, and a search started after it matches the new text.
+        tags: [chats]
+        parameters:
+          - ChatId
+          - in: path
+            name: message_id
+            required: true
+            schema: {type: string}
+            description: The message's id (32 hex characters)
+          - in: query
+            name: user_id
+            required: false
+            schema: {type: string}
+            description: With auth off, the author member
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema: ChatMessageEdit
+        responses:
+          200:
+            description: Edited
+            content:
+              application/json:
+                schema: ChatMessage
+          400:
+            description: bad-parameters (body missing, not a JSON object, or message not a string of 1..65536)
+            content:
+              application/json:
+                schema: Error
+          404:
+            description: chat-not-found (no such chat, or with auth on one the account is not in),
+              message-not-found (no such message in the chat, deleted, or not the caller's)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        message = self.message_from_path(message_id)
+        body = self.load_body(MessageEditSchema)
+        actor = await self.actor_in(chat)
+        self.write_json(await self.conversations.edit(chat, message, body["message"], actor))
+
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        """Delete one's own message.
+        ---
+        summary: Delete a message
+        description: >
+          Only the author's account (auth off: `user_id` the author member) may. Once answered, the message is
+          in no page (cached or not, in any worker), in no search started after, and in no stream replay; paging
+          from an iterator taken before goes on right after its position.
+        tags: [chats]
+        parameters:
+          - ChatId
+          - in: path
+            name: message_id
+            required: true
+            schema: {type: string}
+            description: The message's id (32 hex characters)
+          - in: query
+            name: user_id
+            required: false
+            schema: {type: string}
+            description: With auth off, the author member
+        responses:
+          204:
+            description: Deleted
+          404:
+            description: chat-not-found (no such chat, or with auth on one the account is not in),
+              message-not-found (no such message in the chat, already deleted, or not the caller's)
+            content:
+              application/json:
+                schema: Error
+          503: DatabaseUnavailable
+        """
+        chat = self.chat_from_path(chat_id)
+        message = self.message_from_path(message_id)
+        actor = await self.actor_in(chat)
+        await self.conversations.delete(chat, message, actor)
+        self.write_empty(204)
+
+
 default_handlers = [
     (r"/v1/chats", ChatsHandler),
     (r"/v1/chats/(?P<chat_id>[^/]+)/users", MembersHandler),
+    (r"/v1/chats/(?P<chat_id>[^/]+)/users/(?P<user_id>[^/]+)", MemberHandler),
+    (r"/v1/chats/(?P<chat_id>[^/]+)/invites", InvitesHandler),
+    (r"/v1/chats/(?P<chat_id>[^/]+)/read", ReadHandler),
     (r"/v1/chats/(?P<chat_id>[^/]+)/messages", MessagesHandler),
+    (r"/v1/chats/(?P<chat_id>[^/]+)/messages/(?P<message_id>[^/]+)", MessageHandler),
 ]

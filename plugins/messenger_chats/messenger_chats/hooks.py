@@ -21,7 +21,7 @@ def messenger_settings() -> type[ChatsSettings]:
 
 @hookimpl
 def messenger_routes() -> list[tuple[Any, ...]]:
-    """Chats, members and messages."""
+    """Chats, members, invites, read markers and messages."""
     return list(default_handlers)
 
 
@@ -39,7 +39,7 @@ def messenger_openapi_components() -> dict[str, Any]:
 
 @hookimpl
 def messenger_migrations() -> Migrations:
-    """Tables chats, chat_members, messages."""
+    """Tables chats, chat_members, messages, chat_accounts, chat_invites."""
     return Migrations("messenger_chats", "messenger_chats.migrations")
 
 

@@ -1,20 +1,28 @@
-"""The plugin's per-process state: one :class:`ChatStore` in ``runtime.state``."""
+"""The plugin's per-process state: one :class:`ChatStore` and its :class:`Conversations` in ``runtime.state``."""
 
 from __future__ import annotations
 
 from messenger_core import Runtime
 
+from .conversations import Conversations
 from .store import ChatStore
 
 KEY = "messenger_chats"
+CONVERSATIONS_KEY = "messenger_chats.conversations"
 
 
 def start(runtime: Runtime) -> ChatStore:
-    """Create this process's store over the shared database pool and cache."""
-    store = runtime.state[KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats)
+    """Create this process's store over the shared database pool, cache and near cache."""
+    store = runtime.state[KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats, runtime.near)
+    runtime.state[CONVERSATIONS_KEY] = Conversations(store, runtime.config.chats.invite_ttl)
     return store
 
 
 def store_of(runtime: Runtime) -> ChatStore:
     """This process's store (after ``messenger_startup``)."""
     return runtime.state[KEY]
+
+
+def conversations_of(runtime: Runtime) -> Conversations:
+    """This process's conversation queries (after ``messenger_startup``)."""
+    return runtime.state[CONVERSATIONS_KEY]

@@ -13,24 +13,32 @@ request answers 201 only once that commit is done.  Under load this divides the 
 an idle server still inserts each post at once.  ``CHATS_POST_BATCH=1`` turns it off: each post is
 its own insert, and they run concurrently through the pool.
 
-Cache (``runtime.cache``, memory or Redis):
+Cache (``runtime.cache``, memory or Redis).  Edits, deletes and members leaving change what used to
+be immutable, so every cached view of a chat is keyed by the chat's *version* (``chats.version``,
+moved on in the same transaction as each edit, delete, leave or removal):
 
-* facts that never change once true: "chat C exists", "member M belongs to chat C (and account A)",
-  "account A owns a member of chat C" -- so a hot read with auth on touches only the cache;
-* full pages (``limit`` messages): no later message can ever enter them, they are plain keys that
-  are never invalidated;
-* the last, partial page of a read: a field of the chat's *tail group*, invalidated by every new
-  message of the chat.  Only cached when every process sees the same cache (Redis, or a single
-  process), since another worker's memory could not be invalidated.
+* the version itself: a field of the chat's version group, invalidated once the change is committed
+  and before its request is answered.  With Redis it is also held in each process's near cache
+  (``runtime.near``, coherent over pub/sub: see ``messenger_core.near``), so a hot read asks Redis
+  for nothing; with the memory cache of a one-process server it lives in that cache; with the memory
+  cache of several workers (which cannot invalidate each other) it is read from PostgreSQL each time;
+* facts keyed by the version, true for that version forever: "member M is in chat C (account A)",
+  "account A has a member in chat C"; and "chat C exists (private or not, owned by A)", which never
+  changes at all;
+* full pages (``limit`` messages) keyed by the version their own read saw: no later message can ever
+  enter them and an edit or delete gives the chat a new version, so they are never invalidated;
+* the last, partial page of a read: a field (also keyed by the version) of the chat's *tail group*,
+  invalidated by every new message of the chat.  Only cached when every process sees the same cache
+  (Redis, or a single process), since another worker's memory could not be invalidated.
 
-Facts and full pages never change, so each process also keeps the ones it has seen in a small
-in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis: a hot read asks Redis for
-none of them (and, with the session in the core's near cache, for nothing at all).  Partial pages
+Facts and full pages keyed by a version never change, so each process also keeps the ones it has
+seen in a small in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis.  Partial pages
 are never kept there.
 
 An invalidation that cannot reach Redis is replayed by the core cache before its next command that
 gets through, so a tail page cached before an outage does not outlive it; ``CHATS_TAIL_PAGE_TTL``
-bounds it in any case (say another process reads it while this one is still cut off).
+bounds it in any case (say another process reads it while this one is still cut off).  A version
+whose eviction could not reach Redis is the near cache's documented gap (``NEAR_CACHE_TTL`` bounds it).
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, dumps, metrics
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, NearCache, dumps, metrics
 
 from . import cursor
 from .errors import bad_cursor, chat_not_found
@@ -58,14 +66,11 @@ LOCAL_PAGE_MAX_BYTES = 64 * 1024  # ... when they are no larger than this (at mo
 POST_BATCH = metrics.histogram("messenger_chats_post_batch_size", "Posts one insert carried (group commit)",
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
-INSERT_CHAT = "INSERT INTO chats (id, name) VALUES (%s, %s)"
-INSERT_MEMBER = """
-INSERT INTO chat_members (id, chat_id, user_name, account_id)
-SELECT %s, id, %s, %s FROM chats WHERE id = %s
-"""
-CHAT_EXISTS = "SELECT 1 AS found FROM chats WHERE id = %s"
-MEMBER = "SELECT chat_id, account_id FROM chat_members WHERE id = %s"
-ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s LIMIT 1"
+INSERT_CHAT = "INSERT INTO chats (id, name, private, owner_id) VALUES (%s, %s, %s, %s)"
+CHAT_INFO = "SELECT private, owner_id FROM chats WHERE id = %s"
+CHAT_VERSION = "SELECT version FROM chats WHERE id = %s"
+MEMBER = "SELECT account_id FROM chat_members WHERE id = %s AND chat_id = %s AND left_at IS NULL"
+ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_accounts WHERE account_id = %s AND chat_id = %s"
 # One statement, one transaction for a whole batch of posts (see ``post_message``).  The chats' rows
 # are locked in id order (ORDER BY sorts before FOR NO KEY UPDATE locks), so the batches of several
 # processes can never deadlock; each chat's last_seq grows by its number of posts, which take the
@@ -74,6 +79,8 @@ ACCOUNT_IN_CHAT = "SELECT 1 AS found FROM chat_members WHERE account_id = %s AND
 # follows seq, also across batches, since a chat's next batch reads its clock only after this one
 # committed, which takes far longer than CHATS_POST_BATCH (at most 1000) microseconds.  The same
 # statement sends one "post" event per chat (``events``), delivered to every listener on commit.
+# Each poster's account (its member's) has read its chat up to its newest post (``marks``): that position lies past
+# every older message, so every deleted message of the chat lies before it (deleted_upto = the total).
 POST_MESSAGES = """
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(chat_ids)s::uuid[], %(member_ids)s::uuid[], %(texts)s::text[])
@@ -87,7 +94,7 @@ locked AS (
 ),
 position AS (
     UPDATE chats AS c SET last_seq = c.last_seq + locked.n FROM locked WHERE c.id = locked.id
-    RETURNING c.id, c.last_seq - locked.n AS base, c.last_seq AS last
+    RETURNING c.id, c.last_seq - locked.n AS base, c.last_seq AS last, c.deleted_total
 ),
 notified AS (
     SELECT count(pg_notify('messenger_chats', json_build_object(
@@ -96,30 +103,47 @@ notified AS (
 ),
 clock AS (
     SELECT clock_timestamp() AS now FROM notified
+),
+inserted AS (
+    INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
+    SELECT b.id, b.chat_id, p.base + row_number() OVER (PARTITION BY b.chat_id ORDER BY b.ord),
+           b.member_id, b.text, clock.now + b.ord * interval '1 microsecond'
+    FROM batch AS b JOIN position AS p ON p.id = b.chat_id CROSS JOIN clock
+    RETURNING id, chat_id, seq
+),
+marks AS (
+    UPDATE chat_accounts AS a SET read_seq = r.seq, deleted_upto = r.deleted_total
+    FROM (SELECT u.account_id, i.chat_id, max(i.seq) AS seq, max(p.deleted_total) AS deleted_total
+          FROM inserted AS i JOIN batch AS b ON b.id = i.id JOIN position AS p ON p.id = i.chat_id
+          JOIN chat_members AS u ON u.id = b.member_id
+          WHERE u.account_id IS NOT NULL GROUP BY u.account_id, i.chat_id) AS r
+    WHERE a.account_id = r.account_id AND a.chat_id = r.chat_id AND a.read_seq < r.seq
+    RETURNING a.chat_id
 )
-INSERT INTO messages (id, chat_id, seq, member_id, text, created_at)
-SELECT b.id, b.chat_id, p.base + row_number() OVER (PARTITION BY b.chat_id ORDER BY b.ord),
-       b.member_id, b.text, clock.now + b.ord * interval '1 microsecond'
-FROM batch AS b JOIN position AS p ON p.id = b.chat_id CROSS JOIN clock
-RETURNING id
+SELECT id FROM inserted
 """
-# One statement, one snapshot: the chat's last_seq (no row: unknown chat) and the page after
-# ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index.  Rows stop once the
-# texts before them already hold ``max_bytes`` bytes (a message's JSON is never shorter than its
-# UTF-8 text), so a worker never loads much more than a page's bound; the first always comes.
+# One statement, one snapshot: the chat's last_seq and version (no row: unknown chat) and the page
+# after ``after`` (no message: a row of NULLs), read on the (chat_id, seq) index; deleted messages
+# are skipped, so an iterator taken before a deletion still continues right after its position.
+# Rows stop once the texts before them already hold ``max_bytes`` bytes (a message's JSON is never
+# shorter than its UTF-8 text), so a worker never loads much more than a page's bound; the first
+# always comes.  ``taken`` counts the rows before that cut: more than were returned means the bytes cut
+# the page (then no later message can ever enter it).
 PAGE = """
-SELECT c.last_seq, m.id, m.member_id, m.text, m.created_at, m.seq
+SELECT c.last_seq, c.version, m.id, m.member_id, m.text, m.created_at, m.edited_at, m.seq, m.taken
 FROM chats AS c
 LEFT JOIN LATERAL (
-    SELECT id, member_id, text, created_at, seq FROM (
-        SELECT id, member_id, text, created_at, seq,
-               sum(octet_length(text) + %(overhead)s) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)
-                   - octet_length(text) - %(overhead)s
-                   AS before
-        FROM messages
-        WHERE chat_id = %(chat_id)s AND seq > %(after)s
-        ORDER BY seq
-        LIMIT %(limit)s
+    SELECT id, member_id, text, created_at, edited_at, seq, taken FROM (
+        SELECT *, count(*) OVER () AS taken FROM (
+            SELECT id, member_id, text, created_at, edited_at, seq,
+                   sum(octet_length(text) + %(overhead)s) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)
+                       - octet_length(text) - %(overhead)s
+                       AS before
+            FROM messages
+            WHERE chat_id = %(chat_id)s AND seq > %(after)s AND deleted_at IS NULL
+            ORDER BY seq
+            LIMIT %(limit)s
+        ) AS windowed
     ) AS sized
     WHERE before < %(max_bytes)s
 ) AS m ON true
@@ -132,10 +156,18 @@ MESSAGE_OVERHEAD = 128
 
 @dataclass(frozen=True)
 class Member:
-    """A chat member: its chat and, when it joined with auth on, its account."""
+    """A present member of a chat: its chat and, when it joined with auth on, its account."""
 
     chat_id: uuid.UUID
     account_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class ChatInfo:
+    """What never changes about a chat: whether it is private and who owns it (None: auth off)."""
+
+    private: bool
+    owner_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)
@@ -148,14 +180,17 @@ class Post:
     text: str
 
 
-def _timestamp(value: datetime.datetime) -> str:
+def timestamp(value: datetime.datetime | None) -> str | None:
+    """A timestamp as the API writes it: ISO 8601 in UTC with microseconds (None stays None)."""
+    if value is None:
+        return None
     return value.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
-def encode_message(row: dict[str, Any]) -> dict[str, Any]:
-    """A message as a page shows it (from a row with id, member_id, text, created_at)."""
+def message_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One message as every page shows it (``id, member_id, text, created_at, edited_at`` of a row)."""
     return {"message_id": row["id"].hex, "user_id": row["member_id"].hex, "text": row["text"],
-            "created_at": _timestamp(row["created_at"])}
+            "created_at": timestamp(row["created_at"]), "edited_at": timestamp(row["edited_at"])}
 
 
 def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
@@ -168,7 +203,7 @@ def encode_page(chat_id: uuid.UUID, after: int, rows: list[dict[str, Any]],
     parts: list[bytes] = []
     size = 0
     for row in rows:
-        part = dumps(encode_message(row))
+        part = dumps(message_json(row))
         if max_bytes is not None and parts and size + len(part) > max_bytes:
             break
         parts.append(part)
@@ -187,12 +222,18 @@ def is_empty_page(body: bytes) -> bool:
     return body.startswith(b'{"messages":[]')
 
 
+def _versioned(version: int) -> str:
+    """The suffix of a key of a chat at ``version`` (none at 0: the keys of a never-changed chat)."""
+    return f":v{version}" if version else ""
+
+
 class ChatStore:
     """Every query of the plugin, with the cache in front (one per process, in ``runtime.state``)."""
 
-    def __init__(self, db: Database, cache: Cache, settings: ChatsSettings) -> None:
+    def __init__(self, db: Database, cache: Cache, settings: ChatsSettings, near: NearCache | None = None) -> None:
         self.db = db
         self.cache = cache
+        self.near = near
         self.settings = settings
         self._local_facts = MemoryCache(LOCAL_FACTS, settings.fact_ttl)
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
@@ -213,9 +254,59 @@ class ChatStore:
         return f"chats:{chat_id.hex}:tail"
 
     @staticmethod
-    def full_page_key(chat_id: uuid.UUID, after: int, limit: int) -> str:
-        """The cache key of a full page (never invalidated: it cannot change)."""
-        return f"chats:{chat_id.hex}:page:{after}:{limit}"
+    def tail_field(after: int, limit: int, version: int = 0) -> str:
+        """The field of a partial page in the tail group."""
+        return f"{after}:{limit}{_versioned(version)}"
+
+    @staticmethod
+    def full_page_key(chat_id: uuid.UUID, after: int, limit: int, version: int = 0) -> str:
+        """The cache key of a full page at a version of the chat (never invalidated: it cannot change)."""
+        return f"chats:{chat_id.hex}:page:{after}:{limit}{_versioned(version)}"
+
+    @staticmethod
+    def version_group(chat_id: uuid.UUID) -> str:
+        """The cache group holding the chat's version (invalidated by every edit, delete, leave)."""
+        return f"chats:{chat_id.hex}:version"
+
+    # ---- the chat's version --------------------------------------------------------------------
+
+    async def chat_version(self, chat_id: uuid.UUID) -> int | None:
+        """The chat's current version, or None when there is no such chat."""
+        group = self.version_group(chat_id)
+        near = self.near
+        if near is None:
+            return await self._shared_version(chat_id, group)
+        held = near.get(group)
+        if held is not None:
+            return held
+        with near.reading(group) as read:
+            version = await self._shared_version(chat_id, group)
+            if version is not None:
+                read.keep(version, self.settings.fact_ttl)
+            return version
+
+    async def _shared_version(self, chat_id: uuid.UUID, group: str) -> int | None:
+        token = None
+        if self.cache.shared:
+            raw = await self.cache.group_get(group, "v")
+            if raw is not None:
+                return int(raw)
+            token = await self.cache.group_token(group)  # before the read: a racing change wins
+        row = await self.db.fetchone(CHAT_VERSION, (chat_id,))
+        if row is None:
+            return None
+        if token is not None:
+            await self.cache.group_set(group, "v", str(row["version"]).encode("ascii"), token,
+                                       self.settings.fact_ttl)
+        return row["version"]
+
+    async def changed(self, chat_id: uuid.UUID) -> None:
+        """After a committed change of the chat's version: no process may use the old one any more."""
+        group = self.version_group(chat_id)
+        if self.near is not None:
+            await self.near.evict(group)
+        else:
+            await self.cache.invalidate(group)
 
     # ---- cached facts --------------------------------------------------------------------------
 
@@ -233,43 +324,70 @@ class ChatStore:
         await self._local_facts.set(key, value)
         await self.cache.set(key, value, self.settings.fact_ttl)
 
-    async def chat_exists(self, chat_id: uuid.UUID) -> bool:
-        """Whether the chat exists (cached once true)."""
-        key = f"chats:{chat_id.hex}:exists"
-        if await self._fact(key) is not None:
-            return True
-        if await self.db.fetchone(CHAT_EXISTS, (chat_id,)) is None:
-            return False
-        await self._remember(key, b"1")
-        return True
+    @staticmethod
+    def _info_key(chat_id: uuid.UUID) -> str:
+        return f"chats:{chat_id.hex}:info"
 
-    async def member(self, member_id: uuid.UUID) -> Member | None:
-        """The member's chat and account, or None (cached once found)."""
-        key = f"chats:member:{member_id.hex}"
+    async def chat_info(self, chat_id: uuid.UUID) -> ChatInfo | None:
+        """Whether the chat is private and who owns it, or None: no such chat (cached once found)."""
+        key = self._info_key(chat_id)
         cached = await self._fact(key)
         if cached is not None:
-            chat_hex, _, account_hex = cached.decode("ascii").partition(":")
-            return Member(uuid.UUID(chat_hex), uuid.UUID(account_hex) if account_hex else None)
-        row = await self.db.fetchone(MEMBER, (member_id,))
+            private, _, owner = cached.decode("ascii").partition(":")
+            return ChatInfo(private == "p", uuid.UUID(owner) if owner else None)
+        row = await self.db.fetchone(CHAT_INFO, (chat_id,))
         if row is None:
             return None
-        member = Member(row["chat_id"], row["account_id"])
-        await self._remember_member(member_id, member)
-        return member
+        info = ChatInfo(row["private"], row["owner_id"])
+        await self._remember_info(chat_id, info)
+        return info
 
-    async def _remember_member(self, member_id: uuid.UUID, member: Member) -> None:
-        account = member.account_id.hex if member.account_id else ""
-        await self._remember(f"chats:member:{member_id.hex}", f"{member.chat_id.hex}:{account}".encode("ascii"))
-        if member.account_id is not None:
-            await self._remember(self._account_key(member.chat_id, member.account_id), b"1")
+    async def _remember_info(self, chat_id: uuid.UUID, info: ChatInfo) -> None:
+        owner = info.owner_id.hex if info.owner_id else ""
+        await self._remember(self._info_key(chat_id), f"{'p' if info.private else 'o'}:{owner}".encode("ascii"))
+
+    async def chat_exists(self, chat_id: uuid.UUID) -> bool:
+        """Whether the chat exists (cached once true)."""
+        return await self.chat_info(chat_id) is not None
 
     @staticmethod
-    def _account_key(chat_id: uuid.UUID, account_id: uuid.UUID) -> str:
-        return f"chats:{chat_id.hex}:account:{account_id.hex}"
+    def _member_key(chat_id: uuid.UUID, member_id: uuid.UUID, version: int) -> str:
+        return f"chats:{chat_id.hex}:member:{member_id.hex}{_versioned(version)}"
+
+    async def member(self, chat_id: uuid.UUID, member_id: uuid.UUID) -> Member | None:
+        """The member if it is one of the chat's present members (cached per version once found)."""
+        version = await self.chat_version(chat_id)
+        if version is None:
+            return None
+        key = self._member_key(chat_id, member_id, version)
+        cached = await self._fact(key)
+        if cached is not None:
+            account_hex = cached.decode("ascii")
+            return Member(chat_id, uuid.UUID(account_hex) if account_hex != "-" else None)
+        row = await self.db.fetchone(MEMBER, (member_id, chat_id))
+        if row is None:
+            return None
+        member = Member(chat_id, row["account_id"])
+        await self.remember_member(member_id, member, version)
+        return member
+
+    async def remember_member(self, member_id: uuid.UUID, member: Member, version: int) -> None:
+        """Cache "the member is in its chat" (and "its account is") at a version of the chat."""
+        account = member.account_id.hex if member.account_id else "-"
+        await self._remember(self._member_key(member.chat_id, member_id, version), account.encode("ascii"))
+        if member.account_id is not None:
+            await self._remember(self._account_key(member.chat_id, member.account_id, version), b"1")
+
+    @staticmethod
+    def _account_key(chat_id: uuid.UUID, account_id: uuid.UUID, version: int) -> str:
+        return f"chats:{chat_id.hex}:account:{account_id.hex}{_versioned(version)}"
 
     async def account_in_chat(self, chat_id: uuid.UUID, account_id: uuid.UUID) -> bool:
-        """Whether the account owns a member of the chat (cached once true)."""
-        key = self._account_key(chat_id, account_id)
+        """Whether the account has a present member in the chat (cached per version once true)."""
+        version = await self.chat_version(chat_id)
+        if version is None:
+            return False
+        key = self._account_key(chat_id, account_id, version)
         if await self._fact(key) is not None:
             return True
         if await self.db.fetchone(ACCOUNT_IN_CHAT, (account_id, chat_id)) is None:
@@ -279,26 +397,18 @@ class ChatStore:
 
     # ---- writes --------------------------------------------------------------------------------
 
-    async def create_chat(self, name: str) -> uuid.UUID:
-        """A new chat (names may repeat)."""
+    async def create_chat(self, name: str, private: bool = False, owner_id: uuid.UUID | None = None) -> uuid.UUID:
+        """A new chat (names may repeat), owned by ``owner_id`` (None with auth off)."""
         chat_id = uuid.uuid4()
-        await self.db.execute(INSERT_CHAT, (chat_id, name))
-        await self._remember(f"chats:{chat_id.hex}:exists", b"1")
+        await self.db.execute(INSERT_CHAT, (chat_id, name, private, owner_id))
+        await self._remember_info(chat_id, ChatInfo(private, owner_id))
         return chat_id
-
-    async def add_member(self, chat_id: uuid.UUID, user_name: str,
-                         account_id: uuid.UUID | None) -> uuid.UUID | None:
-        """A new member of the chat (linked to ``account_id`` if given), or None: no such chat."""
-        member_id = uuid.uuid4()
-        if not await self.db.execute(INSERT_MEMBER, (member_id, user_name, account_id, chat_id)):
-            return None
-        await self._remember_member(member_id, Member(chat_id, account_id))
-        return member_id
 
     async def post_message(self, chat_id: uuid.UUID, member_id: uuid.UUID, text: str) -> uuid.UUID | None:
         """Store a message at the chat's next position; None when the chat does not exist.
 
-        Returns once the message is committed and every cached partial page of its chat is stale.
+        Returns once the message is committed (the poster's account has then read the chat up to
+        it) and every cached partial page of its chat is stale.
         """
         post = Post(uuid.uuid4(), chat_id, member_id, text)
         if self.posts is None:
@@ -343,18 +453,22 @@ class ChatStore:
         """The encoded page of up to ``limit`` messages after position ``after``.
 
         404 ``chat-not-found`` for an unknown chat, 400 ``bad-cursor`` when ``after`` lies beyond
-        the chat's last message.  A cached page is served even while PostgreSQL is down.
-        ``cached=False`` reads PostgreSQL (a waiter that knows of a message the cache may not show yet).
+        the chat's last message.  A cached page is served even while PostgreSQL is down (as long as
+        the chat's version is cached too).  ``cached=False`` reads PostgreSQL (a waiter that knows of a
+        message the cache may not show yet).
         """
         use_cache = self.settings.cache_pages and cached
-        group, field = self.tail_group(chat_id), f"{after}:{limit}"
+        group = self.tail_group(chat_id)
         token = None
-        full_key = self.full_page_key(chat_id, after, limit)
         if use_cache:
+            version = await self.chat_version(chat_id)
+            if version is None:
+                raise chat_not_found()
+            full_key = self.full_page_key(chat_id, after, limit, version)
             cached = await self._local_pages.get(full_key)
             if cached is not None:
                 return cached
-            cached = await self.cache.group_get(group, field)
+            cached = await self.cache.group_get(group, self.tail_field(after, limit, version))
             if cached is None:
                 cached = await self.cache.get(full_key)
                 if cached is not None and len(cached) <= self._local_page_bytes:
@@ -369,15 +483,19 @@ class ChatStore:
             raise chat_not_found()
         if after > rows[0]["last_seq"]:
             raise bad_cursor()
+        seen = rows[0]["version"]  # the version of this very snapshot: what the page is cached under
         rows = [row for row in rows if row["id"] is not None]
         body, cut = encode_page(chat_id, after, rows, max_bytes)
         # a page cut by its bytes is complete too: no later message can ever enter it
-        complete = cut or len(rows) == limit or (rows and rows[-1]["seq"] < rows[0]["last_seq"])
+        # (trailing deleted messages do not count: a new message may still enter the page after them)
+        complete = cut or len(rows) == limit or (rows and rows[0]["taken"] > len(rows))
         if use_cache and len(body) <= self.settings.page_max_bytes:
             if complete:
+                full_key = self.full_page_key(chat_id, after, limit, seen)
                 await self.cache.set(full_key, body, self.settings.page_ttl)
                 if len(body) <= self._local_page_bytes:
                     await self._local_pages.set(full_key, body)
             elif self.cache.shared and token is not None:
-                await self.cache.group_set(group, field, body, token, self.settings.tail_page_ttl)
+                await self.cache.group_set(group, self.tail_field(after, limit, seen), body, token,
+                                           self.settings.tail_page_ttl)
         return body

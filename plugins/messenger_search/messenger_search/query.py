@@ -9,7 +9,9 @@ The configuration name is a constant: what it stems is changed through ``SEARCH_
 Matching rows come through a server-side cursor in batches; each FETCH runs under a
 ``statement_timeout`` of the time left, so the task stops at ``SEARCH_TIMEOUT`` with the newest
 matches of what it had scanned.  Only ``(created_at, id)`` travel in that phase; the texts of the
-kept matches are read afterwards by primary key.
+kept matches are read afterwards by primary key.  Deleted messages (``deleted_at``, see
+``messenger_chats.api``) are left out in both phases, so a task started after a delete never shows it
+and one started after an edit matches and shows the new text.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ BATCH = 200  # rows per FETCH: a FETCH cut by the deadline loses at most this ma
 MATCH_SQL = f"""
 SELECT created_at, id FROM messages
 WHERE chat_id = ANY(%(chats)s::uuid[])
+  AND deleted_at IS NULL
   AND {DOCUMENT} @@ websearch_to_tsquery('{TS_CONFIG}', %(query)s)
 """
 
 ROWS_SQL = """
-SELECT id, chat_id, member_id, text, created_at FROM messages WHERE id = ANY(%(ids)s::uuid[])
+SELECT id, chat_id, member_id, text, created_at FROM messages
+WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL
 """
 
 
