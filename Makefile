@@ -3,11 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle
+PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle plugins/messenger_web
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# generated documents describe exactly the four plugins of this repository
-ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle
+# generated documents describe exactly the five plugins of this repository
+ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle,messenger_web
 
 .DEFAULT_GOAL := help
 .PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean
@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
-venv: $(STAMP) ## create .venv with the core, the four plugins (editable) and the dev tools
+venv: $(STAMP) ## create .venv with the core, the five plugins (editable) and the dev tools
 
-system-deps: ## install the Debian packages the tests use (nginx, docker-compose) when missing
+system-deps: ## install the Debian packages the tests use (nginx, docker-compose, chromium) when missing
 	@deploy/system-deps
 
-run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker)
+run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker); the web client at /
 	$(BIN)/messenger-api
 
 run-dev: venv ## API + consumer from the venv against local PostgreSQL, Redis, RabbitMQ (deploy/.env.dev)

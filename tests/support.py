@@ -41,6 +41,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 RMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BIN = Path(sys.executable).parent
 ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_search", "messenger_throttle")
+#: Every plugin of the repository: the API's four and the web client (swagger.yml and the settings table).
+REPO_PLUGINS = (*ALL_PLUGINS, "messenger_web")
 
 
 def admin_conninfo() -> str:
