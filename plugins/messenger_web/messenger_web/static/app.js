@@ -632,9 +632,19 @@ async function search(event) {
       el("span", {class: "chat-name"}, chat ? chatName(chat) : "Chat"),
       el("span", {class: "preview"}, m.text),
       el("time", {datetime: m.created_at}, formatTime(m.created_at)));
-    button.addEventListener("click", () => openChat(m.chat_id, {focus: m.message_id}));
+    button.addEventListener("click", () => openResult(m));
     return el("li", {}, button);
   }));
+}
+
+async function openResult(message) {
+  if (!state.chats.has(message.chat_id)) await loadChats().catch(() => {});
+  if (!state.chats.has(message.chat_id)) {
+    // a chat the account is in (search covers no other) that this browser has not seen: read it
+    state.chats.set(message.chat_id, {chat_id: message.chat_id, chat_name: "", my_user_ids: [], unread: 0,
+      last_message: null});
+  }
+  await openChat(message.chat_id, {focus: message.message_id});
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
