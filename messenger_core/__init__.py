@@ -31,6 +31,11 @@ _EXPORTS: dict[str, str] = {
     # errors
     "ApiError": "errors",
     "DatabaseUnavailable": "errors",
+    "ServiceUnavailable": "errors",
+    "Unavailable": "errors",
+    "not_found": "errors",
+    "payload_too_large": "errors",
+    "request_limit_exceeded": "errors",
     "bad_parameters": "errors",
     "database_unavailable": "errors",
     "service_unavailable": "errors",
@@ -52,23 +57,28 @@ _EXPORTS: dict[str, str] = {
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
+    "Backoff": "aio",
     "storable_text": "validate",
     # the per-process runtime
     "Runtime": "runtime",
 }
 
-__all__ = ["ApiError", "Availability", "BaseHandler", "Batcher", "Cache", "Config", "Database",
+__all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
-           "Runtime", "Section", "Setting", "Task", "bad_parameters", "boolean", "choice",
-           "database_unavailable", "dumps", "hookimpl", "integer", "number", "parse_uuid",
-           "service_unavailable", "storable_text", "string"]
+           "Runtime", "Section", "ServiceUnavailable", "Setting", "Task", "Unavailable",
+           "bad_parameters", "boolean", "choice", "database_unavailable", "dumps", "hookimpl",
+           "integer", "not_found", "number", "parse_uuid", "payload_too_large",
+           "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .aio import Backoff
     from .batch import Batcher
     from .broker import Task
     from .cache import Cache, MemoryCache
     from .db import Database, Lane, Migrations
-    from .errors import ApiError, DatabaseUnavailable, bad_parameters, database_unavailable, service_unavailable
+    from .errors import (ApiError, DatabaseUnavailable, ServiceUnavailable, Unavailable, bad_parameters,
+                         database_unavailable, not_found, payload_too_large, request_limit_exceeded,
+                         service_unavailable)
     from .health import Availability
     from .hookspecs import hookimpl
     from .runtime import Runtime

@@ -12,14 +12,14 @@ import ipaddress
 import logging
 from typing import Any
 
-from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
 from .errors import StartupError
-from .openapi import docs_routes, spec_json
+from .openapi import spec_json
 from .plugins import PluginManager
 from .runtime import Runtime
 from .settings import Config
-from .web import BaseHandler, NotFoundHandler, PingDbHandler, PingHandler, RequestHook
+from .web import NotFoundHandler, RequestHook
 
 log = logging.getLogger("messenger.app")
 access_log = logging.getLogger("messenger.access")
@@ -66,47 +66,14 @@ class MessengerApp(Application):
                        1000.0 * request.request_time(), request.remote_ip)
 
 
-CORE_ROUTES: list[tuple[Any, ...]] = [
-    (r"/ping", PingHandler),
-    (r"/ping_db", PingDbHandler),
-]
-
-
-def collect_routes(plugins: PluginManager, config: Config) -> list[tuple[Any, ...]]:
-    """Core routes plus every plugin's; a pattern claimed twice stops start-up."""
-    owners: dict[str, str] = {}
-    routes: list[tuple[Any, ...]] = []
-    contributed = [("core", CORE_ROUTES + docs_routes())]
-    contributed += plugins.call_each("messenger_routes", config=config)
-    for plugin, items in contributed:
-        for route in items:
-            pattern, handler = route[0], route[1]
-            if pattern in owners:
-                raise StartupError(f"route {pattern!r} is claimed by both {owners[pattern]!r} and {plugin!r}")
-            if not (isinstance(handler, type) and issubclass(handler, BaseHandler)):
-                raise StartupError(f"route {pattern!r} of {plugin!r}: handler must derive from BaseHandler")
-            owners[pattern] = plugin
-            routes.append(tuple(route))
-    return routes
-
-
-def collect_request_hooks(plugins: PluginManager, config: Config) -> list[RequestHook]:
-    """Every plugin's request hooks, sorted by (order, name); a duplicate name stops start-up."""
-    hooks: list[RequestHook] = []
-    names: set[str] = set()
-    for plugin, items in plugins.call_each("messenger_request_hooks", config=config):
-        for hook in items:
-            if hook.name in names:
-                raise StartupError(f"request hook {hook.name!r} of {plugin!r} is declared twice")
-            names.add(hook.name)
-            hooks.append(hook)
-    return sorted(hooks, key=lambda h: (h.order, h.name))
-
-
 def make_app(config: Config, plugins: PluginManager, processes: int = 1, **settings: Any) -> MessengerApp:
     """Build the application of one process (call ``await app.runtime.start()`` next)."""
     runtime = Runtime(config, plugins, processes)
-    routes = collect_routes(plugins, config)
-    hooks = collect_request_hooks(plugins, config)
+    contributed = runtime.contributions
+    for route in contributed.routes:
+        handler = route[1]
+        if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
+            plugin = contributed.owners[("route", route[0])]
+            raise StartupError(f"route {route[0]!r} of {plugin!r}: handler must be a RequestHandler (a BaseHandler)")
     settings.setdefault("compress_response", False)
-    return MessengerApp(runtime, routes, hooks, **settings)
+    return MessengerApp(runtime, list(contributed.routes), list(contributed.request_hooks), **settings)

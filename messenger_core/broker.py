@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pika.exceptions
 
-from .errors import StartupError, service_unavailable
+from .errors import ServiceUnavailable, StartupError
 from .health import Availability
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,19 +56,6 @@ class Task:
     queue: str
     max_attempts: int = 3
     on_give_up: GiveUpHandler | None = None
-
-
-def collect_tasks(results: list[tuple[str, list[Task]]]) -> dict[str, Task]:
-    """Merge the plugins' task lists; a name claimed twice stops start-up."""
-    tasks: dict[str, Task] = {}
-    owners: dict[str, str] = {}
-    for plugin, items in results:
-        for task in items:
-            if task.name in tasks:
-                raise StartupError(f"task {task.name!r} is declared by both {owners[task.name]!r} and {plugin!r}")
-            tasks[task.name] = task
-            owners[task.name] = plugin
-    return tasks
 
 
 async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", attempt: int) -> bool:
@@ -104,7 +91,7 @@ class TaskQueue(ABC):
 
     @abstractmethod
     async def publish(self, name: str, payload: dict[str, Any]) -> None:
-        """Queue a task; returns once it is safely accepted, else raises 503 service-unavailable."""
+        """Queue a task; returns once it is safely accepted, else raises ``ServiceUnavailable`` (503)."""
 
     async def start(self, runtime: "Runtime") -> None:
         """Start background work (the embedded worker)."""
@@ -174,7 +161,7 @@ class RabbitQueue(TaskQueue):
 
     Each publish waits for the broker's confirm of a persistent, mandatory message.  A broken
     connection is replaced once per publish; if RabbitMQ still cannot take the message the caller
-    gets 503 ``service-unavailable`` and nothing was accepted.
+    gets ``ServiceUnavailable`` (503) and nothing was accepted.
     """
 
     def __init__(self, tasks: dict[str, Task], url: str) -> None:
@@ -227,7 +214,7 @@ class RabbitQueue(TaskQueue):
             await loop.run_in_executor(self._executor, self._publish_blocking, task, encode(name, payload))
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.health.failed(exc)
-            raise service_unavailable() from exc
+            raise ServiceUnavailable(str(exc)) from exc
         self.health.succeeded()
 
     async def close(self) -> None:

@@ -60,7 +60,7 @@ def settings_table(config: Config) -> str:
 
 
 def _migrate(config: Config, plugins: PluginManager, down: str | None) -> int:
-    specs = [spec for _, spec in plugins.call_each("messenger_migrations", config=config)]
+    specs = plugins.contributions(config).migrations
     if down is None:
         done = asyncio.run(migrate_up(config, specs))
         print("\n".join(done) if done else "nothing to apply")

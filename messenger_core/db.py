@@ -1,8 +1,8 @@
-"""PostgreSQL: an async psycopg 3 pool that turns outages into 503, and per-plugin migrations.
+"""PostgreSQL: an async psycopg 3 pool that turns outages into ``DatabaseUnavailable``, and migrations.
 
 Every query of a request goes through :class:`Database`; when PostgreSQL cannot be reached the
-caller gets ``ApiError(503, "database-unavailable")`` within ``DB_TIMEOUT`` seconds, never a hang
-or a 500, and the log says once when the database went away and once when it came back.
+caller gets :class:`~messenger_core.errors.DatabaseUnavailable` (answered 503) within ``DB_TIMEOUT``
+seconds, never a hang or a 500, and the log says once when the database went away and once when it came back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .errors import StartupError, database_unavailable
+from .errors import DatabaseUnavailable, StartupError
 from .health import Availability
 from .settings import Config
 
@@ -100,19 +100,19 @@ class Database:
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection (autocommit, dict rows); outages become 503 database-unavailable.
+        """A pooled connection (autocommit, dict rows); outages raise ``DatabaseUnavailable``.
 
         ``timeout`` bounds the whole block (default ``DB_TIMEOUT``).
         """
         if not self.ready:
-            raise database_unavailable()
+            raise DatabaseUnavailable("not ready")
         try:
             async with asyncio.timeout(timeout or self.timeout):
                 async with self.pool.connection() as conn:
                     yield conn
         except UNAVAILABLE as exc:
             self.went_away(exc)
-            raise database_unavailable() from exc
+            raise DatabaseUnavailable(str(exc)) from exc
         self.came_back()
 
     @asynccontextmanager
@@ -163,9 +163,9 @@ class Lane:
     caller keeps one.  It is opened beside the pool, not taken from it: a connection held out of the
     pool could be the only live one right after an outage, and every other request would then wait
     for the pool's reconnection backoff.  So each lane adds one connection to the process's
-    ``POOL_SIZE``.  Outages are handled as in :meth:`Database.connection`: 503 within ``DB_TIMEOUT``;
-    the connection is closed after any error and the next call opens a new one.  A call made while
-    the lane is busy (not by design) goes through the pool.
+    ``POOL_SIZE``.  Outages are handled as in :meth:`Database.connection`: ``DatabaseUnavailable``
+    within ``DB_TIMEOUT``; the connection is closed after any error and the next call opens a new
+    one.  A call made while the lane is busy (not by design) goes through the pool.
     """
 
     def __init__(self, db: Database) -> None:
@@ -189,7 +189,7 @@ class Lane:
         except UNAVAILABLE as exc:
             await self.release()
             db.went_away(exc)
-            raise database_unavailable() from exc
+            raise DatabaseUnavailable(str(exc)) from exc
         except BaseException:
             await self.release()
             raise

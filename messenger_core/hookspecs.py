@@ -67,6 +67,18 @@ def messenger_security_schemes(config: "Config") -> "dict[str, dict[str, Any]]":
 
 
 @hookspec
+def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, dict[str, Any]]]":
+    """Contribute reusable OpenAPI components that operations refer to in one line.
+
+    Returns ``{"parameters": {"Name": parameter}, "responses": {"Name": response}}`` (either key may
+    be left out).  A handler's docstring then says ``parameters: [ChatId]`` for a parameter and
+    ``404: ChatNotFound`` for a response.  The core contributes the shared error responses
+    (``BadParameters``, ``DatabaseUnavailable``, ``ServiceUnavailable``, ``Unauthorized``,
+    ``TooManyRequests``, ``PayloadTooLarge``).  A name claimed twice stops start-up.
+    """
+
+
+@hookspec
 def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
     """Contribute request hooks ("middlewares") run in ``BaseHandler.prepare()``.
 
@@ -80,12 +92,19 @@ def messenger_request_hooks(config: "Config") -> "list[RequestHook]":
 def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":
     """Resolve who is calling, from the request's credentials.
 
-    Return an :class:`~messenger_core.web.Identity`, ``None`` when the request carries no
-    credentials (or authentication is switched off), or raise ``ApiError(401, ...)`` for bad
-    ones.  First non-None result wins; an ``async def`` implementation always "returns" (its
-    coroutine), so with async implementations the first registered one decides.  Handlers and
-    other plugins never call this directly: they ``await handler.authenticate()``, which memoizes
-    it per request.
+    Return an :class:`~messenger_core.Identity`, ``None`` when this implementation does not
+    recognise the request's credentials (or authentication is switched off), or raise
+    ``ApiError(401, ...)`` for bad ones.  The core awaits each implementation in turn (``async
+    def`` ones included) and takes the first result that is not None.
+
+    When it runs: at most once per request, on the first ``await handler.authenticate()``, which
+    memoizes the identity (or the 401) for the rest of the request.  Request hooks run in
+    ``(order, name)`` order before the handler: the throttle (order 100) is first and calls
+    ``authenticate()`` itself, to count a request by its account (by client IP when there is no
+    valid session), so that is where authentication runs; the auth hook (order 200) and the
+    handler then get the memoized result, and the auth hook turns a missing session into 401.
+    Without the throttle, authentication runs in the auth hook.  Handlers and hooks never call this
+    hook directly.
     """
 
 

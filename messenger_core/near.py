@@ -60,6 +60,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .aio import Backoff
 from .cache import Cache, Lru, RedisCache
 from .health import Availability
 from .settings import Config
@@ -265,14 +266,14 @@ class NearCache:
             self._connection = None
 
     async def _follow_forever(self) -> None:
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_LAST)
         while True:
             pubsub = self.client.pubsub()
             try:
                 await self._follow(pubsub)
             except (RedisError, OSError, SubscriptionLost) as exc:
                 if self._subscribed:
-                    delay = RETRY_FIRST
+                    backoff.reset()
                 self.state.failed(exc)
             finally:
                 self._lose()
@@ -280,8 +281,7 @@ class NearCache:
                     pubsub.connection.deregister_connect_callback(self._reconnected)
                 self._connection = None
                 await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_LAST)
+            await asyncio.sleep(backoff.next())
 
     async def _follow(self, pubsub: PubSub) -> None:
         """Subscribe, redo missed evictions, then apply messages and heartbeats until something fails."""

@@ -29,20 +29,6 @@ class ErrorSchema(marshmallow.Schema):
     message = marshmallow.fields.String(required=True, metadata={"description": "Error code"})
 
 
-#: Error responses every plugin may name in its docstrings instead of spelling them out, e.g.
-#: ``503: DatabaseUnavailable``.
-SHARED_RESPONSES = {
-    "DatabaseUnavailable": "database-unavailable: PostgreSQL cannot be reached right now",
-    "ServiceUnavailable": "service-unavailable: Redis or RabbitMQ cannot be reached right now",
-    "Unauthorized": "auth-failed, invalid-session-id or session-id-expired",
-}
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
-
 class SecurityPlugin(BasePlugin):
     """Lists the security schemes on every operation of a non-public handler and documents its 401.
 
@@ -69,7 +55,6 @@ class SecurityPlugin(BasePlugin):
 
 def build_spec(app: Any) -> APISpec:
     """The spec of ``app`` (a MessengerApp): its routes, schemas and security schemes."""
-    config = app.config
     security = SecurityPlugin()
     spec = APISpec(
         title="Messenger API",
@@ -79,18 +64,16 @@ def build_spec(app: Any) -> APISpec:
         info={"description": "Chats, members, messages with cursor paging, asynchronous full-text "
                              "search. Every error body is {\"message\": \"<code>\"}."},
     )
-    spec.components.schema("Error", schema=ErrorSchema)
-    for name, description in SHARED_RESPONSES.items():
-        spec.components.response(name, _error_response(description))
-    for _, schemas in sorted(app.plugins.call_each("messenger_schemas", config=config)):
-        for name, schema in sorted(schemas.items()):
-            spec.components.schema(name, schema=schema)
-    schemes: dict[str, Any] = {}
-    for _, declared in sorted(app.plugins.call_each("messenger_security_schemes", config=config)):
-        schemes.update(declared)
-    for name, scheme in sorted(schemes.items()):
-        spec.components.security_scheme(name, scheme)
-    security.schemes = sorted(schemes)
+    contributed = app.runtime.contributions
+    for name, schema in contributed.schemas.items():
+        spec.components.schema(name, schema=schema)
+    for name, parameter in contributed.components["parameters"].items():
+        spec.components.parameter(name, parameter.get("in", "path"), dict(parameter))
+    for name, response in contributed.components["responses"].items():
+        spec.components.response(name, dict(response))
+    for name, scheme in contributed.security_schemes.items():
+        spec.components.security_scheme(name, dict(scheme))
+    security.schemes = sorted(contributed.security_schemes)
     for route in sorted(app.routes, key=lambda r: r[0]):
         pattern, handler = route[0], route[1]
         if not any(load_yaml_from_docstring(getattr(handler, m).__doc__ or "") for m in HTTP_METHODS):

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import builtin, hookspecs
+from .aio import resolve
 from .errors import ConfigError, StartupError
+from .contributions import Contributions, assemble
 from .settings import Config, CoreSettings, Section
 
 log = logging.getLogger("messenger.plugins")
 
 ENTRY_POINT_GROUP = "messenger.plugins"
+CORE = "core"  # the name the core's own contributions are registered under
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class PluginManager:
     def __init__(self, core: CoreSettings, extra: Mapping[str, Any] | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        self.pm.register(builtin, name=CORE)  # the core's own routes and components, always on
         self.infos: list[PluginInfo] = []
+        self._assembled: tuple[Config, Contributions] | None = None
         found: dict[str, tuple[Any, str, str]] = {}
         if not core.disable_autoload:
             for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -52,6 +56,8 @@ class PluginManager:
                 found[entry.name] = (obj, version, entry.value)
         for name, obj in (extra or {}).items():
             found[name] = (obj, "local", getattr(obj, "__name__", repr(obj)))
+        if CORE in found:
+            raise StartupError(f"plugin name {CORE!r} is reserved for the core")
         allow = set(core.apps)
         unknown = allow - set(found)
         if unknown:
@@ -89,6 +95,25 @@ class PluginManager:
                 results.append((impl.plugin_name, value))
         return results
 
+    def contributions(self, config: Config) -> Contributions:
+        """What the enabled plugins contribute, assembled once (on the first call) for ``config``."""
+        if self._assembled is None or self._assembled[0] is not config:
+            self._assembled = (config, assemble(self, config))
+        return self._assembled[1]
+
+    async def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        """Await each implementation of a hook in pluggy's call order; the first result that is not None.
+
+        ``async def`` implementations are awaited one after the other, so (unlike a plain pluggy
+        ``firstresult`` call, where a coroutine counts as a result) any of them may decline with None.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy calls the last registered first
+            value = await resolve(impl.function(**{key: kwargs[key] for key in impl.argnames}))
+            if value is not None:
+                return value
+        return None
+
     def load_config(self, core: CoreSettings, environ: Mapping[str, str]) -> Config:
         """Build the full Config: the core section plus every enabled plugin's section."""
         config = Config(core)
@@ -103,13 +128,3 @@ class PluginManager:
         if errors:
             raise ConfigError("; ".join(errors))
         return config
-
-
-async def resolve(value: Any) -> Any:
-    """A hookimpl's result, awaited when the hookimpl was ``async def``."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def gather(results: Iterable[Any]) -> list[Any]:
-    """Resolve every result of a hook call, in order."""
-    return [await resolve(value) for value in results]

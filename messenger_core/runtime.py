@@ -12,10 +12,12 @@ import logging
 from typing import Any
 
 from . import db as dbmod
-from .broker import TaskQueue, collect_tasks, make_queue
+from .broker import TaskQueue, make_queue
+from .contributions import Contributions
 from .cache import Cache, make_cache, redis_client
 from .near import NearCache, make_near_cache
-from .plugins import PluginManager, gather
+from .aio import Backoff, gather
+from .plugins import PluginManager
 from .settings import Config
 
 log = logging.getLogger("messenger.runtime")
@@ -42,10 +44,10 @@ class Runtime:
         client = self.redis if config.cache_type == "redis" else None
         self.cache: Cache = make_cache(config, processes, client)
         self.near: NearCache | None = make_near_cache(config, self.cache, client)
-        self.tasks = collect_tasks(plugins.call_each("messenger_task_handlers", config=config))
+        self.contributions: Contributions = plugins.contributions(config)
+        self.tasks = dict(self.contributions.tasks)
         self.queue: TaskQueue = make_queue(config.rmq_url, self.tasks, config.embedded_workers)
-        self.migrations = [spec for _, spec in plugins.call_each("messenger_migrations", config=config)]
-        dbmod.order_specs(self.migrations)  # fail now on a missing dependency or a cycle
+        self.migrations = list(self.contributions.migrations)
         self.state: dict[str, Any] = {}
         self.inflight = 0
         self._migrator: asyncio.Task[None] | None = None
@@ -74,8 +76,9 @@ class Runtime:
         self.migrated.set()
 
     async def _migrate_until_done(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 5.0)
         while True:
+            delay = backoff.next()
             try:
                 await dbmod.migrate_up(self.config, self.migrations)
                 await self._mark_ready()
@@ -88,7 +91,6 @@ class Runtime:
                 log.exception("migrations failed; retrying in %.1fs", delay)
             self.first_migration_attempt.set()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
         """Stop plugins, then the queue, the near cache's subscription, cache, Redis and the pool."""

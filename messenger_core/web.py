@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import marshmallow
 from tornado.web import HTTPError, RequestHandler
 
-from .errors import ApiError, bad_parameters
-from .plugins import gather, resolve
+from .errors import STATUS_CODES, ApiError, Unavailable, bad_parameters, database_unavailable, not_found
+from .aio import gather
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp
@@ -72,10 +72,6 @@ def schema_instance(schema: SchemaArg) -> marshmallow.Schema:
     return _shared_schema(schema) if isinstance(schema, type) else schema
 
 
-_STATUS_CODES = {400: "bad-parameters", 401: "auth-failed", 404: "not-found",
-                 405: "method-not-allowed", 503: "service-unavailable"}
-
-
 class BaseHandler(RequestHandler):
     """Base of every handler: JSON in and out, one error shape, request hooks in ``prepare()``.
 
@@ -129,7 +125,7 @@ class BaseHandler(RequestHandler):
         if not self._identity_done:
             self._identity_done = True
             try:
-                self._identity = await resolve(self.application.plugins.hook.messenger_authenticate(handler=self))
+                self._identity = await self.application.plugins.first_result("messenger_authenticate", handler=self)
             except ApiError as exc:
                 self._identity_error = exc
         if self._identity_error is not None:
@@ -176,22 +172,22 @@ class BaseHandler(RequestHandler):
         """
         try:
             data = json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
-            raise bad_parameters() from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad_parameters(f"body is not JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise bad_parameters()
+            raise bad_parameters("body is not a JSON object")
         try:
             return schema_instance(schema).load(data)
-        except marshmallow.ValidationError:
-            raise bad_parameters() from None
+        except marshmallow.ValidationError as exc:
+            raise bad_parameters(f"body: {exc.messages}") from None
 
     def load_query(self, schema: SchemaArg) -> dict[str, Any]:
         """Query arguments (last value of each) validated by ``schema`` (unknown ones ignored)."""
         raw = {key: self.get_query_argument(key) for key in self.request.query_arguments}
         try:
             return schema_instance(schema).load(raw, unknown=marshmallow.EXCLUDE)
-        except marshmallow.ValidationError:
-            raise bad_parameters() from None
+        except marshmallow.ValidationError as exc:
+            raise bad_parameters(f"query: {exc.messages}") from None
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -217,11 +213,15 @@ class BaseHandler(RequestHandler):
         for name, value in self._sticky.items():
             self.set_header(name, value)
         if isinstance(exc, ApiError):
+            self.set_status(exc.status_code)
             code = exc.code
             for name, value in exc.headers.items():
                 self.set_header(name, value)
-        elif status_code in _STATUS_CODES:
-            code = _STATUS_CODES[status_code]
+        elif isinstance(exc, Unavailable):
+            self.set_status(503)
+            code = exc.code
+        elif status_code in STATUS_CODES:  # Tornado's own errors: a wrong method, a bad request, ...
+            code = STATUS_CODES[status_code]
         else:
             self.set_status(500)
             code = "internal-error"
@@ -229,8 +229,17 @@ class BaseHandler(RequestHandler):
         self.finish(dumps({"message": code}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """ApiErrors are expected outcomes; anything else is logged once, with its traceback."""
-        if isinstance(value, HTTPError):
+        """Expected outcomes are not errors; anything else is logged once, with its traceback.
+
+        An :class:`ApiError`'s operator-only ``detail`` goes to the debug log; an outage was logged
+        once by the data layer when it began.
+        """
+        if isinstance(value, ApiError):
+            if value.detail and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s: %d %s: %s", self.request.method, self.request.uri, value.status_code,
+                          value.code, value.detail)
+            return
+        if isinstance(value, (HTTPError, Unavailable)):
             return
         log.error("uncaught exception %s %s\n%s", self.request.method, self.request.uri,
                   "".join(traceback.format_exception(typ, value, tb)))
@@ -241,7 +250,7 @@ class NotFoundHandler(BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        raise ApiError(404, "not-found")
+        raise not_found()
 
 
 class PingHandler(BaseHandler):
@@ -277,5 +286,5 @@ class PingDbHandler(BaseHandler):
           503: DatabaseUnavailable
         """
         if not await self.runtime.db.ping():
-            raise ApiError(503, "database-unavailable")
+            raise database_unavailable()
         self.finish()

@@ -80,7 +80,7 @@ def test_duplicate_route_stops_startup(env: dict[str, str]) -> None:
 
 def test_duplicate_task_stops_startup(env: dict[str, str]) -> None:
     config, manager = _manager(env, {"a": TaskA(), "b": TaskB()})
-    with pytest.raises(StartupError, match="task 'twin' is declared by both"):
+    with pytest.raises(StartupError, match="task 'twin' is claimed by both 'a' and 'b'"):
         make_app(config, manager)
 
 

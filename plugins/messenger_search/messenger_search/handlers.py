@@ -6,7 +6,7 @@ import re
 import uuid
 
 from messenger_chats import api as chats_api
-from messenger_core import ApiError
+from messenger_core import ApiError, ServiceUnavailable
 from messenger_core import BaseHandler, dumps, parse_uuid
 
 from .schemas import SearchRequestSchema, SearchResultsQuerySchema
@@ -114,10 +114,10 @@ class SearchHandler(SearchBase):
         await store.create(task_id, owner_of(who))
         try:
             await self.runtime.queue.publish(TASK_NAME, {"task_id": task_id, "query": body["message"], **who})
-        except ApiError:
+        except ServiceUnavailable:
             try:
                 await store.discard(task_id)
-            except ApiError:
+            except ServiceUnavailable:
                 pass  # the store is down too; the unqueued record expires on its own
             raise
         self.write_json({"task_id": task_id}, 201)

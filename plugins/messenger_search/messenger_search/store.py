@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from messenger_core import ApiError, service_unavailable
+from messenger_core import ApiError, ServiceUnavailable
 from messenger_core import Availability
 
 log = logging.getLogger("messenger.search.store")
@@ -299,7 +299,7 @@ class RedisStore(SearchStore):
             result = await call
         except (RedisError, OSError) as exc:
             self.health.failed(exc)
-            raise service_unavailable() from exc
+            raise ServiceUnavailable(str(exc)) from exc
         self.health.succeeded()
         return result
 

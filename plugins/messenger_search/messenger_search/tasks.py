@@ -17,7 +17,7 @@ from uuid import UUID
 
 from messenger_chats import api as chats_api
 from messenger_core import Task
-from messenger_core import ApiError
+from messenger_core import Backoff, Unavailable
 from messenger_core import Config
 
 from .query import search
@@ -49,9 +49,6 @@ def state_of(runtime: "Runtime") -> SearchState:
     return runtime.state[STATE_KEY]
 
 
-OUTAGES = ("service-unavailable", "database-unavailable")
-
-
 async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     """Run ``call``; in the consumer, retry while Redis or PostgreSQL is unreachable.
 
@@ -59,17 +56,16 @@ async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:
     service is back, or RabbitMQ redelivers it if this consumer is stopped.  The embedded worker
     fails fast instead (its task would die with the process anyway).
     """
-    delay = 0.2
+    backoff = Backoff(0.2, 5.0)
     while True:
         try:
             return await call()
-        except ApiError as exc:
-            if not state.patient or exc.code not in OUTAGES:
+        except Unavailable as exc:
+            if not state.patient:
                 raise
-            if delay == 0.2:
+            if backoff.fresh:
                 log.warning("search task waits: %s", exc.code)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        await asyncio.sleep(backoff.next())
 
 
 def owner_of(who: dict[str, Any]) -> str:
