@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -267,4 +269,34 @@ async def test_a_phone_sized_screen_shows_one_pane_at_a_time(
     await page.get_by_role("button", name="Back to chats").click()
     await expect(chat_button(page, "pocket")).to_be_visible()
     await expect(page.get_by_role("log")).to_be_hidden()
+    assert not guard.blocked, guard.blocked
+
+
+async def test_timestamps_in_the_readers_locale_and_time_zone(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    page = await open_page(browser, web.url, guard, locale="de-DE", timezone_id="Asia/Kolkata")
+    await register(page, "hana")
+    await create_chat(page, "zeit")
+    await send(page, "wie spät ist es")
+    stamp = message_log(page).locator("time")
+    await expect(stamp).to_have_count(1)
+    created = datetime.fromisoformat((await stamp.get_attribute("datetime")).replace("Z", "+00:00"))
+    local = created.astimezone(ZoneInfo("Asia/Kolkata"))
+    shown = await stamp.inner_text()
+    # German 24-hour time in UTC+05:30, wherever the test machine is
+    assert re.search(rf"(^|\D)0?{local.hour}:{local.minute:02d}($|\D)", shown), (shown, local)
+    assert "AM" not in shown and "PM" not in shown
+    assert not guard.blocked, guard.blocked
+
+
+async def test_light_and_dark_follow_the_systems_preference(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        page = await open_page(browser, web.url, guard, color_scheme=scheme)
+        await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        backgrounds[scheme] = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    light = [int(v) for v in re.findall(r"\d+", backgrounds["light"])[:3]]
+    dark = [int(v) for v in re.findall(r"\d+", backgrounds["dark"])[:3]]
+    assert sum(light) > 600 and sum(dark) < 150, backgrounds
     assert not guard.blocked, guard.blocked
