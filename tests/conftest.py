@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from example_helpers import installed_example
 from support import REDIS_URL, AppServer, base_env, create_database, drop_database, serve_app
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--web-screenshot PATH``: where the web client's browser test saves the README's screenshot."""
+    parser.addoption("--web-screenshot", default=None, metavar="PATH",
+                     help="save the web client's screenshot (README) to PATH (`make screenshot`)")
+
+
+@pytest.fixture
+def web_screenshot(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where the browser test writes its screenshot: --web-screenshot, else a temporary file."""
+    chosen = request.config.getoption("--web-screenshot")
+    return Path(chosen).resolve() if chosen else tmp_path / "web-client.png"
 
 
 @pytest.fixture

@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
+from support import ALL_PLUGINS
+
 #: The browser of Debian's ``chromium`` package (deploy/system-deps installs it); never a downloaded one.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-WEB_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_search", "messenger_throttle", "messenger_web")
+WEB_PLUGINS = (*ALL_PLUGINS, "messenger_web")
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 10_000
 
