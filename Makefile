@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_search,messenger_throttle,messenger_web
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean
+.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi screenshot bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-28s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ tests-html-coverage-report: venv system-deps ## tests with an HTML coverage repo
 openapi: venv ## regenerate swagger.yml and the README's settings table from the code
 	$(ALL_APPS) $(BIN)/messenger-api openapi > swagger.yml
 	$(ALL_APPS) $(BIN)/messenger-api settings | $(BIN)/python tools/sync_readme.py
+
+screenshot: venv system-deps ## the README's picture of the web client (docs/web-client.png), taken by its browser test
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_web_client.py -k search_finds --web-screenshot docs/web-client.png
 
 bench: venv ## run the benchmark suite (bounded, loopback only; installs wrk when missing); see bench/README.md
 	@deploy/system-deps wrk

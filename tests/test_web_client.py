@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -158,14 +159,17 @@ async def test_older_messages_load_by_their_iterators_while_scrolling_up(
 
 
 async def test_search_finds_a_message_and_opening_the_result_shows_it(
-        web: AppServer, browser: Browser, guard: HostGuard) -> None:
-    texts = ["the zebra crossing is closed today"] + [f"filler {number}" for number in range(120)]
-    chat_id = await seeded_chat(web, "zoo", texts)
-    page = await open_page(browser, web.url, guard)
+        web: AppServer, browser: Browser, guard: HostGuard, web_screenshot: Path) -> None:
+    texts = ["Is the zebra crossing on Elm Street open again?", "the zebra crossing is closed today",
+             *[f"filler {number}" for number in range(120)], "see you at the station at nine"]
+    chat_id = await seeded_chat(web, "neighbours", texts)
+    page = await open_page(browser, web.url, guard, viewport={"width": 1100, "height": 640})
     await register(page, "cleo")
+    await create_chat(page, "book club")
+    await send(page, "next month: The Left Hand of Darkness")
     await join_by_link(page, chat_id)
     search = page.get_by_role("searchbox", name="Search messages")
-    await search.fill("zebra crossing")
+    await search.fill("zebra crossing closed")
     await search.press("Enter")
     results = page.get_by_role("list", name="Search results")
     await expect(results.get_by_role("button")).to_have_count(1)
@@ -173,6 +177,10 @@ async def test_search_finds_a_message_and_opening_the_result_shows_it(
     found = message_log(page).locator(".message.found")
     await expect(found).to_contain_text("the zebra crossing is closed today")
     await expect(found).to_be_in_viewport()
+    await page.get_by_role("textbox", name="Message", exact=True).fill("Thanks! I'll take the bridge then")
+    # the README's picture (`make screenshot` saves it as docs/web-client.png)
+    await page.screenshot(path=str(web_screenshot))
+    assert web_screenshot.read_bytes().startswith(b"\x89PNG")
     assert not guard.blocked, guard.blocked
 
 

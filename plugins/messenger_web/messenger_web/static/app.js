@@ -577,7 +577,8 @@ function onLiveMessages(chatId, messages, iterator) {
     if (chat) chat.last_message = messages[messages.length - 1];
     markRead();
   } else if (chat && !state.listFromServer) {
-    chat.unread = (chat.unread || 0) + messages.length;
+    const mine = myIds(chatId);
+    chat.unread = (chat.unread || 0) + messages.filter((m) => !mine.has(m.user_id)).length;
   }
   if (state.listFromServer) scheduleChats();
   else renderChats();
