@@ -308,3 +308,38 @@ async def test_light_and_dark_follow_the_systems_preference(
     dark = [int(v) for v in re.findall(r"\d+", backgrounds["dark"])[:3]]
     assert sum(light) > 600 and sum(dark) < 150, backgrounds
     assert not guard.blocked, guard.blocked
+
+
+async def test_keyboard_only_from_sign_up_to_a_sent_message(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    page = await open_page(browser, web.url, guard)
+    keys = page.keyboard
+    await expect(page.get_by_label("User name")).to_be_focused()
+    await keys.type("ida")
+    await keys.press("Tab")
+    await keys.type("correct horse battery")
+    await keys.press("Tab")
+    await expect(page.get_by_role("button", name="Log in")).to_be_focused()
+    await keys.press("Tab")
+    await expect(page.get_by_role("button", name="Register")).to_be_focused()
+    await keys.press("Enter")
+    await expect(page.get_by_role("searchbox", name="Search messages")).to_be_focused()
+    await keys.press("Shift+Tab")
+    await expect(page.get_by_role("button", name="New chat")).to_be_focused()
+    await keys.press("Enter")
+    await expect(page.get_by_label("Chat name")).to_be_focused()
+    await keys.type("keys only")
+    await keys.press("Tab")
+    await expect(page.get_by_role("checkbox", name="Private")).to_be_focused()
+    await keys.press("Tab")
+    await expect(page.get_by_role("button", name="Create")).to_be_focused()
+    await keys.press("Enter")
+    box = page.get_by_role("textbox", name="Message", exact=True)
+    await expect(box).to_be_focused()
+    await keys.type("first line")
+    await keys.press("Shift+Enter")
+    await keys.type("second line")
+    await keys.press("Enter")
+    await expect(message_log(page).locator(".text")).to_have_text(["first line\nsecond line"])
+    await expect(box).to_have_value("")
+    assert not guard.blocked, guard.blocked
