@@ -41,13 +41,6 @@ async def probe(client: Client, headers: dict[str, str] | None = None) -> Respon
     return await client.get(PROBE, headers=headers or {})
 
 
-def assert_error(resp: Response, status: int, code: str) -> None:
-    """The one error shape: ``status`` with JSON ``{"message": code}``."""
-    assert resp.status == status, (resp.status, resp.body)
-    assert resp.json == {"message": code}, resp.body
-    assert resp.headers["Content-Type"].startswith("application/json")
-
-
 async def authenticated(client: Client, session_id: str) -> bool:
     """Whether the session passes auth (the probe then answers 404 not-found)."""
     resp = await probe(client, bearer(session_id))

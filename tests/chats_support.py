@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from support import PG_HOST, PG_USER, AppServer, Client, Response, serve_app
+from support import AppServer, Client, Response, conninfo, serve_app
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 CHATS_ONLY = ("messenger_chats",)
@@ -20,13 +20,6 @@ async def chats_server(env: Mapping[str, str], **overrides: Any) -> AsyncIterato
     """The app with only the chats plugin (auth off, as the course's black-box tests run it)."""
     async with serve_app({**env, **{k: str(v) for k, v in overrides.items()}}, plugins=CHATS_ONLY) as srv:
         yield srv
-
-
-def assert_error(resp: Response, status: int, code: str) -> None:
-    """The one error shape: ``status`` with JSON ``{"message": code}``."""
-    assert resp.status == status, (resp.status, resp.body)
-    assert resp.json == {"message": code}, resp.body
-    assert resp.headers["Content-Type"].startswith("application/json")
 
 
 async def new_chat(client: Client, name: str = "chat") -> str:
@@ -80,11 +73,6 @@ async def read_all(client: Client, chat_id: str, limit: int = 1000) -> list[dict
         if not messages:
             return out
         out.extend(messages)
-
-
-def conninfo(database: str) -> str:
-    """libpq connection string of a test database."""
-    return f"host={PG_HOST} user={PG_USER} dbname={database}"
 
 
 async def table_counts(database: str) -> dict[str, int]:

@@ -1,15 +1,23 @@
-"""Fixtures: a fresh database per test, settings for it, and a real in-process server."""
+"""Fixtures: a fresh database per test, settings for it, and a real in-process server.
+
+They build on the testing kit's fixtures (``messenger_core.testing``, loaded by the conftest.py at the
+top of the repository).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from example_helpers import installed_example
-from support import REDIS_URL, AppServer, base_env, create_database, drop_database, serve_app
+from chats_support import chats_server
+from example_helpers import example_venv
+from support import REDIS_URL, AppServer, base_env, serve_app
+
+# the example plugin's own tests run in the plugin's virtual environment (test_core_packaging.py)
+collect_ignore = ["example_plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,11 +34,9 @@ def web_screenshot(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this test (dropped afterwards)."""
-    name = create_database()
-    yield name
-    drop_database(name)
+def database(messenger_database: str) -> str:
+    """A new, empty PostgreSQL database for this test (the kit's, dropped afterwards)."""
+    return messenger_database
 
 
 @pytest.fixture
@@ -57,8 +63,14 @@ async def server(env: dict[str, str]) -> AsyncIterator[AppServer]:
         yield app_server
 
 
+@pytest.fixture
+async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
+    """The app with only the chats plugin (auth off, as the course's black-box tests run it)."""
+    async with chats_server(env) as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
-def example_installed() -> Iterator[None]:
-    """The example plugin (tests/example_plugin) pip-installed into the venv for subprocess servers."""
-    with installed_example():
-        yield
+def example_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin dir of a fresh venv with the example plugin pip-installed, for subprocess servers."""
+    return example_venv(tmp_path_factory.mktemp("example-venv"))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from support import BIN, PG_HOST, PG_USER, RUN_ID, Client, Process, admin_conninfo, drop_database, poll
+from support import (BIN, PG_HOST, PG_USER, RUN_ID, Client, Process, admin_conninfo, drop_database, poll,
+                     wait_serving)
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRYPOINT = REPO / "deploy" / "entrypoint"
@@ -74,15 +75,8 @@ class Entrypoint(Process):
 
 async def wait_ready(proc: Entrypoint, client: Client, path: str = "/ping_db", timeout: float = 30.0) -> float:
     """Poll ``path`` until 200; seconds since the process started."""
-    async def up() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"the entrypoint exited early ({proc.proc.returncode}):\n{proc.log}")
-        try:
-            return (await client.get(path, timeout=2)).status == 200
-        except ConnectionError:
-            return False
     try:
-        await poll(up, timeout)
+        await wait_serving(proc, client, path, timeout)
     except AssertionError as exc:
         raise AssertionError(f"{path} not 200 within {timeout}s; the log:\n{proc.log[-6000:]}") from exc
     return time.monotonic() - proc.started

@@ -8,11 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from chats_support import assert_error, conninfo
-from support import (RMQ_URL, AppServer, Client, Process, Response, delete_rabbit_queue, poll, serve_app,
+from support import (RMQ_URL, AppServer, Client, Process, Response, assert_error, delete_rabbit_queue, poll, serve_app,
                      start_consumer)
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -85,13 +83,6 @@ async def search_texts(client: Client, text: str, user_id: str | None = None) ->
     await wait_status(client, task_id, user_id=user_id)
     found, _ = await read_results(client, task_id, user_id=user_id)
     return [item["text"] for item in found]
-
-
-async def sql(database: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement in a test database; its rows (empty for statements without rows)."""
-    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
-        cur = await conn.execute(query, params)
-        return await cur.fetchall() if cur.description else []
 
 
 async def check_paging(client: Client, task_id: str, found: list[dict[str, Any]]) -> None:

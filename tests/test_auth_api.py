@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from auth_support import (HEX32, PROBE, assert_error, authenticated, bearer, login, new_session, probe,
-                          register)
-from support import AppServer, poll, serve_app
+from auth_support import HEX32, PROBE, authenticated, bearer, login, new_session, probe, register
+from support import AppServer, assert_error, poll, serve_app
 
 AUTH_ONLY = ("messenger_auth",)
 

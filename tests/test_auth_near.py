@@ -19,8 +19,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from auth_support import PROBE, assert_error, authenticated, bearer, login, new_session, probe, register
-from support import AppServer, Client, Process, Response, TcpProxy, poll, serve_app, start_api
+from auth_support import PROBE, authenticated, bearer, login, new_session, probe, register
+from support import AppServer, Client, Process, Response, TcpProxy, assert_error, poll, serve_app, start_api
 
 AUTH_ONLY = ("messenger_auth",)
 ACCESS = re.compile(r"\[(\d+)\] messenger\.access: \d{3} GET " + re.escape(PROBE) + r"\?probe=(\w+) ")

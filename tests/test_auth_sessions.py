@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from auth_support import PROBE, assert_error, authenticated, bearer, login, new_session, probe
-from support import TcpProxy, poll, serve_app, start_api
+from auth_support import PROBE, authenticated, bearer, login, new_session, probe
+from support import TcpProxy, assert_error, poll, serve_app, start_api
 
 AUTH_ONLY = ("messenger_auth",)
 REDIS_DB7 = "redis://127.0.0.1:6379/7"  # a database of our own: the flush test FLUSHDBs it

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
-
-from chats_support import (HEX32, assert_error, chats_server, join, new_chat, page, read_all, read_page, say,
-                           table_counts, table_names)
+from chats_support import HEX32, chats_server, join, new_chat, page, read_all, read_page, say, table_counts, table_names
 from messenger_chats import cursor
-from support import AppServer, Client
+from support import AppServer, Client, assert_error
 
 from messenger_core.db import migrate_down, migrate_up
 
 LONG_TEXT = ("Съешь же ещё этих мягких французских булок — да выпей чаю.\n"
              "Second line — with em dashes — and “quotes”, emoji 🙂👍🏽, CJK 漢字, RTL שלום.\n\n"
              "\tTabbed line; backslash \\ and \"double quotes\" and a trailing newline\n") * 40
-
-
-@pytest.fixture
-async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
-    async with chats_server(env) as srv:
-        yield srv
 
 
 async def test_course_create_chat_twice_and_read_it(chats: AppServer) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from chats_support import assert_error, join, new_chat, page, read_all, read_page, say
+from chats_support import join, new_chat, page, read_all, read_page, say
 from messenger_chats.api import chats_of_account, member_scope
-from support import AppServer, Client, TcpProxy, serve_app
+from support import AppServer, Client, TcpProxy, assert_error, serve_app
 
 AUTH_AND_CHATS = ("messenger_auth", "messenger_chats")
 FAST_HASH = {"AUTH_SCRYPT_N": "1024"}  # tests need no brute-force resistance

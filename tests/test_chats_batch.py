@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chats_support import chats_server, conninfo, join, lock_waiters, new_chat, read_all
-from messenger_chats.handlers import STATE_KEY
+from chats_support import chats_server, join, lock_waiters, new_chat, read_all
+from messenger_chats.state import store_of
 from messenger_chats.store import POST_MESSAGES, ChatStore
-from support import Client, poll, start_api
+from support import Client, conninfo, poll, start_api
 
 
 async def _positions(database: str) -> dict[str, list[tuple[int, str]]]:
@@ -40,7 +40,7 @@ async def test_concurrent_posts_go_in_one_insert_each_at_its_own_position(
     async with chats_server(env) as srv:
         chats = [await new_chat(srv.client, f"c{n}") for n in range(3)]
         users = [await join(srv.client, chat) for chat in chats]
-        store: ChatStore = srv.runtime.state[STATE_KEY]
+        store: ChatStore = store_of(srv.runtime)
         flushes = store.posts.flushes
         posts = [(n % 3, f"m{n}") for n in range(30)]  # interleaved over the three chats
         ids = await asyncio.gather(*(store.post_message(uuid.UUID(chats[c]), uuid.UUID(users[c]), text)
@@ -60,7 +60,7 @@ async def test_a_post_to_an_unknown_chat_does_not_disturb_its_batch(env: dict[st
     async with chats_server(env) as srv:
         chat = await new_chat(srv.client)
         user = uuid.UUID(await join(srv.client, chat))
-        store: ChatStore = srv.runtime.state[STATE_KEY]
+        store: ChatStore = store_of(srv.runtime)
         results = await asyncio.gather(
             store.post_message(uuid.UUID(chat), user, "a"),
             store.post_message(uuid.uuid4(), user, "lost"),
@@ -76,7 +76,7 @@ async def test_a_row_the_database_refuses_fails_alone_and_leaves_no_hole(
             await conn.execute("ALTER TABLE messages ADD CONSTRAINT test_refuse CHECK (text <> 'refused')")
         chat = await new_chat(srv.client)
         user = uuid.UUID(await join(srv.client, chat))
-        store: ChatStore = srv.runtime.state[STATE_KEY]
+        store: ChatStore = store_of(srv.runtime)
         flushes = store.posts.flushes
         texts = ["one", "two", "refused", "three", "four"]
         results = await asyncio.gather(*(store.post_message(uuid.UUID(chat), user, text) for text in texts),

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chats_support import assert_error, chats_server, conninfo, join, new_chat, page, say
+from chats_support import chats_server, join, new_chat, page, say
 from messenger_chats.store import ChatStore
-from support import Client, Response, TcpProxy, poll, start_api
+from support import Client, Response, TcpProxy, assert_error, conninfo, poll, start_api
 
 
 async def rewrite_text_behind_the_cache(database: str, message_id: str, text: str) -> None:

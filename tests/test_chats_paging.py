@@ -5,22 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 
-from chats_support import chats_server, conninfo, join, lock_waiters, new_chat, read_all, read_page, say
+from chats_support import join, lock_waiters, new_chat, read_all, read_page, say
 from messenger_chats import cursor
 from messenger_chats.store import PAGE, POST_MESSAGES
-from support import AppServer, Client, poll
-
-
-@pytest.fixture
-async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
-    async with chats_server(env) as srv:
-        yield srv
+from support import AppServer, Client, conninfo, poll
 
 
 async def test_23_messages_by_5_then_poll_the_empty_last_page(chats: AppServer) -> None:

@@ -14,7 +14,7 @@ from messenger_core.errors import StartupError
 from messenger_core.settings import Config, load_core
 
 from example_helpers import example_plugin
-from support import BIN, PG_HOST, PG_USER, base_env, drop_database
+from support import BIN, base_env, conninfo, drop_database
 
 EXAMPLE = Migrations("messenger_example", "messenger_example.migrations")
 
@@ -24,7 +24,7 @@ def _config(database: str) -> Config:
 
 
 def _tables(database: str) -> set[str]:
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
+    with psycopg.connect(conninfo(database)) as conn:
         rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
     return {row[0] for row in rows}
 

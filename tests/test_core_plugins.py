@@ -1,10 +1,9 @@
-"""Plugin discovery: entry points, the MESSENGER_APPS allowlist, duplicates, pip install/uninstall."""
+"""Plugin discovery: entry points, the MESSENGER_APPS allowlist, duplicates (pip install: test_core_packaging)."""
 
 from __future__ import annotations
 
 import inspect
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from messenger_core.plugins import PluginManager
 from messenger_core.settings import load_core
 from messenger_core.web import BaseHandler
 
-from example_helpers import example_plugin, install_example, uninstall_example
-from support import BIN, base_env, load_plugins, serve_app, start_api
+from example_helpers import example_plugin
+from support import BIN, base_env, load_plugins, serve_app
 
 
 class _Handler(BaseHandler):
@@ -119,32 +118,6 @@ def _plugins_listing(env: dict[str, str]) -> str:
     result = subprocess.run([str(BIN / "messenger-api"), "plugins"], env={**env, "PATH": str(BIN)},
                             capture_output=True, text=True, timeout=30, check=True)
     return result.stdout
-
-
-async def test_pip_install_adds_a_plugin_and_uninstall_removes_it(
-        example_installed: None, env: dict[str, str], tmp_path: Path) -> None:
-    # pylint: disable=unused-argument
-    assert "messenger_example" in _plugins_listing(env)
-    proc, client = await start_api(env, tmp_path / "api.log")
-    try:
-        resp = await client.post("/v1/example/echo", {"text": "installed"})
-        assert resp.status == 200 and resp.json == {"text": "installed"}
-        spec = (await client.get("/openapi.json")).json
-        assert "/v1/example/echo" in spec["paths"]
-    finally:
-        assert proc.stop() == 0
-    uninstall_example()
-    try:
-        assert "messenger_example" not in _plugins_listing(env)
-        proc, client = await start_api(env, tmp_path / "api2.log")
-        try:
-            resp = await client.post("/v1/example/echo", {"text": "gone"})
-            assert resp.status == 401 and resp.json == {"message": "auth-failed"}  # auth guards unknown paths
-            assert "/v1/example/echo" not in (await client.get("/openapi.json")).json["paths"]
-        finally:
-            proc.stop()
-    finally:
-        install_example()  # the session fixture's state, for the tests after this one
 
 
 def test_plugins_command_lists_versions_and_state() -> None:

@@ -13,10 +13,9 @@ from support import Client, poll, start_api
 
 
 async def test_two_workers_each_accept_and_sigterm_finishes_requests_in_flight(
-        example_installed: None, env: dict[str, str], tmp_path: Path) -> None:
-    # pylint: disable=unused-argument
+        example_bin: Path, env: dict[str, str], tmp_path: Path) -> None:
     proc, client = await start_api({**env, "WORKERS": "2", "LOG_LEVEL": "INFO", "ACCESS_LOG": "1",
-                                    "MESSENGER_APPS": "messenger_example"}, tmp_path / "api.log")
+                                    "MESSENGER_APPS": "messenger_example"}, tmp_path / "api.log", bin_dir=example_bin)
     try:
         for _ in range(40):  # a new connection each time: the kernel spreads them over both sockets
             assert (await Client(client.base_url).get("/ping")).status == 200

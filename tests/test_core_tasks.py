@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 from example_helpers import example_plugin
-from support import PG_HOST, PG_USER, RMQ_URL, TcpProxy, delete_rabbit_queue, poll, serve_app, start_consumer
+from support import RMQ_URL, TcpProxy, conninfo, delete_rabbit_queue, poll, serve_app, start_consumer
 
 
 def _runs(database: str) -> dict[str, tuple[int, int]]:
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
+    with psycopg.connect(conninfo(database)) as conn:
         rows = conn.execute("SELECT id, attempt, pid FROM example_runs").fetchall()
     return {row[0]: (row[1], row[2]) for row in rows}
 
@@ -48,11 +48,10 @@ def rabbit_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 async def test_consumer_runs_a_published_task_and_a_killed_one_is_redelivered(
-        example_installed: None, rabbit_env: dict[str, str], database: str, tmp_path: Path) -> None:
-    # pylint: disable=unused-argument
+        example_bin: Path, rabbit_env: dict[str, str], database: str, tmp_path: Path) -> None:
     queue = rabbit_env["CACHE_PREFIX"].strip(":").replace(":", "_") + "_example_q"
     async with serve_app(rabbit_env, plugins=(), extra=example_plugin()) as srv:
-        first = start_consumer(rabbit_env, tmp_path / "consumer1.log")
+        first = start_consumer(rabbit_env, tmp_path / "consumer1.log", example_bin)
         try:
             assert (await srv.client.post("/v1/example/tasks", {"id": "plain"})).status == 202
 
@@ -71,7 +70,7 @@ async def test_consumer_runs_a_published_task_and_a_killed_one_is_redelivered(
         finally:
             first.stop()
         assert "held" not in _runs(database)
-        second = start_consumer(rabbit_env, tmp_path / "consumer2.log")
+        second = start_consumer(rabbit_env, tmp_path / "consumer2.log", example_bin)
         try:
             async def held_ran() -> Any:
                 return _runs(database).get("held")
@@ -83,11 +82,10 @@ async def test_consumer_runs_a_published_task_and_a_killed_one_is_redelivered(
 
 
 async def test_consumer_reconnects_after_losing_rabbitmq(
-        example_installed: None, rabbit_env: dict[str, str], database: str, tmp_path: Path) -> None:
-    # pylint: disable=unused-argument
+        example_bin: Path, rabbit_env: dict[str, str], database: str, tmp_path: Path) -> None:
     proxy = TcpProxy(5672)
     consumer_env = {**rabbit_env, "RMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
-    consumer = start_consumer(consumer_env, tmp_path / "consumer.log")
+    consumer = start_consumer(consumer_env, tmp_path / "consumer.log", example_bin)
     try:
         async def ready() -> bool:
             return "consumer ready" in consumer.log

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from auth_support import bearer, new_session
-from chats_support import assert_error, join, new_chat, say
+from chats_support import join, new_chat, say
 from search_support import read_results, results, search_server, search_texts, start_search, status, wait_status
+from support import assert_error
 
 WITH_AUTH = ("messenger_auth", "messenger_chats", "messenger_search")
 

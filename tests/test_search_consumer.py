@@ -7,11 +7,11 @@ from pathlib import Path
 import psycopg
 import redis.asyncio as aioredis
 
-from chats_support import assert_error, conninfo, join, new_chat, say
+from chats_support import join, new_chat, say
 from search_support import (check_paging, consumer, read_results, results, search_server, search_texts,
                             start_search, status, wait_status)
 from search_support import rabbit_env_fixture  # noqa: F401  pylint: disable=unused-import
-from support import poll
+from support import assert_error, conninfo, poll
 
 
 async def test_end_to_end_with_two_consumers_scoped_paged_acknowledged_expired(

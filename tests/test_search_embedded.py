@@ -7,10 +7,10 @@ from datetime import datetime
 
 import psycopg
 
-from chats_support import assert_error, conninfo, join, new_chat, say
+from chats_support import join, new_chat, say
 from search_support import (check_paging, read_results, results, search_server, search_texts, start_search,
                             status, wait_status)
-from support import poll
+from support import assert_error, conninfo, poll
 
 
 async def test_planted_word_found_in_own_chats_newest_first_paged_and_acknowledged(env: dict[str, str]) -> None:

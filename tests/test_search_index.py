@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from chats_support import conninfo, join, new_chat, say
+from chats_support import join, new_chat, say
 from messenger_search.query import MATCH_SQL
-from search_support import read_results, search_server, search_texts, sql, start_search, wait_status
-from support import BIN, poll
+from search_support import read_results, search_server, search_texts, start_search, wait_status
+from support import BIN, conninfo, poll, sql
 
 ROWS = 20000
 DEADLINE_ROWS = 100000

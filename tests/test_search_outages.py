@@ -7,11 +7,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from chats_support import assert_error, join, new_chat, read_all, say
+from chats_support import join, new_chat, read_all, say
 from search_support import (consumer, read_results, results, search_server, search_texts, start_search, status,
                             wait_status)
 from search_support import rabbit_env_fixture  # noqa: F401  pylint: disable=unused-import
-from support import TcpProxy, poll
+from support import TcpProxy, assert_error, poll
 
 
 async def task_keys(client: aioredis.Redis, prefix: str) -> set[bytes]:

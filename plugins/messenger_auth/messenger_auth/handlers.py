@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from messenger_core import ApiError
-from messenger_core import BaseHandler
+from messenger_core import ApiError, BaseHandler
 
 from . import accounts, sessions
 from .passwords import ScryptCost, hash_password_async, verify_password_async

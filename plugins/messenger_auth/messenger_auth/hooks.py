@@ -5,11 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Any
 
-from messenger_core import Runtime
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import Config
-from messenger_core import BaseHandler, Identity, RequestHook
+from messenger_core import BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
 
 from . import sessions
 from .handlers import STATE_KEY, default_handlers

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from messenger_core import ApiError
-from messenger_core import Identity, parse_uuid
+from messenger_core import ApiError, Identity, parse_uuid
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime

@@ -5,6 +5,9 @@ Membership queries for plugins that must respect who may see which chat (search 
 * :func:`chats_of_account` -- the chats in which an account owns a member;
 * :func:`member_scope` -- the chats a chat member id may see.
 
+and the error codes it shares with them (``chat_not_found``, ``user_not_found``, ``bad_cursor``),
+so that each is defined once.
+
 The ``messages`` table is part of this contract too; other plugins may read these columns (and
 add their own indexes on them, after this plugin's migrations, ``Migrations(..., after=("messenger_chats",))``)::
 
@@ -26,7 +29,9 @@ import uuid
 
 from messenger_core import Database
 
-__all__ = ["chats_of_account", "member_scope"]
+from .errors import bad_cursor, chat_not_found, user_not_found
+
+__all__ = ["bad_cursor", "chat_not_found", "chats_of_account", "member_scope", "user_not_found"]
 
 _CHATS_OF_ACCOUNT = """
 SELECT DISTINCT chat_id FROM chat_members WHERE account_id = %s ORDER BY chat_id
@@ -42,7 +47,7 @@ async def chats_of_account(db: Database, account_id: str | uuid.UUID) -> list[uu
     """Ids of the chats in which ``account_id`` owns at least one member (sorted; maybe empty).
 
     ``account_id`` is a UUID or its string form (32 hex characters); a string that is not a UUID
-    raises ``ValueError``.  Database outages raise the core's 503 ``ApiError``.
+    raises ``ValueError``.  Database outages raise ``DatabaseUnavailable``.
     """
     rows = await db.fetchall(_CHATS_OF_ACCOUNT, (_as_uuid(account_id),))
     return [row["chat_id"] for row in rows]

@@ -18,17 +18,12 @@ import re
 import struct
 import uuid
 
-from messenger_core import ApiError
+from .errors import bad_cursor
 
 _PAYLOAD = struct.Struct(">16sQ")
 _CHECK_SIZE = 4
 _TEXT = re.compile(r"^[A-Za-z0-9_-]{38}$")  # 28 bytes in base64 without padding
 _KEY = b"messenger_chats/iterator/v1"
-
-
-def bad_cursor() -> ApiError:
-    """400 ``bad-cursor``: the iterator is malformed, of another chat or beyond its end."""
-    return ApiError(400, "bad-cursor")
 
 
 def _check(payload: bytes) -> bytes:

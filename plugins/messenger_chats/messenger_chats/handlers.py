@@ -6,11 +6,10 @@ import uuid
 
 from messenger_core import BaseHandler, parse_uuid
 
-from . import cursor
+from . import cursor, state
+from .errors import chat_not_found, user_not_found
 from .schemas import ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, PageQuerySchema
-from .store import ChatStore, chat_not_found, user_not_found
-
-STATE_KEY = "messenger_chats"
+from .store import ChatStore
 
 
 class ChatsBaseHandler(BaseHandler):
@@ -19,7 +18,7 @@ class ChatsBaseHandler(BaseHandler):
     @property
     def store(self) -> ChatStore:
         """The process's :class:`ChatStore`."""
-        return self.runtime.state[STATE_KEY]
+        return state.store_of(self.runtime)
 
     async def account(self) -> uuid.UUID | None:
         """The session's account id, or None when auth is off (then everything is open)."""
@@ -79,11 +78,7 @@ class MembersHandler(ChatsBaseHandler):
           With auth on, the member belongs to the session's account, which may then read and post in the chat.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
         requestBody:
           required: true
           content:
@@ -100,11 +95,7 @@ class MembersHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          404:
-            description: chat-not-found
-            content:
-              application/json:
-                schema: Error
+          404: ChatNotFound
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
@@ -132,11 +123,7 @@ class MessagesHandler(ChatsBaseHandler):
           joined the chat may read it (others get 404 chat-not-found).
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: query
             name: limit
             required: true
@@ -159,11 +146,7 @@ class MessagesHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          404:
-            description: chat-not-found (no such chat, or with auth on, one the account has not joined)
-            content:
-              application/json:
-                schema: Error
+          404: ChatNotFound
           503:
             description: database-unavailable (and the page is not in the cache)
             content:
@@ -190,11 +173,7 @@ class MessagesHandler(ChatsBaseHandler):
           Other query parameters are ignored.
         tags: [chats]
         parameters:
-          - in: path
-            name: chat_id
-            required: true
-            schema: {type: string}
-            description: The chat's id (32 hex characters)
+          - ChatId
           - in: query
             name: user_id
             required: true

@@ -1,20 +1,16 @@
 """Hook implementations of ``messenger_chats`` (see messenger_core.hookspecs)."""
 
-# pylint: disable=unused-argument  # hookimpls take the arguments their specs name
-
 from __future__ import annotations
 
 from typing import Any
 
-from messenger_core import Runtime
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import Config
+from messenger_core import Migrations, Runtime, hookimpl
 
-from .handlers import STATE_KEY, default_handlers
+from . import state
+from .errors import COMPONENTS
+from .handlers import default_handlers
 from .schemas import SCHEMAS
 from .settings import ChatsSettings
-from .store import ChatStore
 
 
 @hookimpl
@@ -24,19 +20,25 @@ def messenger_settings() -> type[ChatsSettings]:
 
 
 @hookimpl
-def messenger_routes(config: Config) -> list[tuple[Any, ...]]:
+def messenger_routes() -> list[tuple[Any, ...]]:
     """Chats, members and messages."""
     return list(default_handlers)
 
 
 @hookimpl
-def messenger_schemas(config: Config) -> dict[str, Any]:
+def messenger_schemas() -> dict[str, Any]:
     """Request and response schemas for the OpenAPI document."""
     return dict(SCHEMAS)
 
 
 @hookimpl
-def messenger_migrations(config: Config) -> Migrations:
+def messenger_openapi_components() -> dict[str, Any]:
+    """The ``ChatId`` path parameter and the ``ChatNotFound`` response."""
+    return COMPONENTS
+
+
+@hookimpl
+def messenger_migrations() -> Migrations:
     """Tables chats, chat_members, messages."""
     return Migrations("messenger_chats", "messenger_chats.migrations")
 
@@ -44,4 +46,4 @@ def messenger_migrations(config: Config) -> Migrations:
 @hookimpl
 def messenger_startup(runtime: Runtime) -> None:
     """The process's store over the shared database pool and cache."""
-    runtime.state[STATE_KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats)
+    state.start(runtime)

@@ -44,13 +44,10 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher
-from messenger_core import Cache, MemoryCache
-from messenger_core import Database, Lane
-from messenger_core import ApiError
-from messenger_core import dumps
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, dumps
 
 from . import cursor
+from .errors import bad_cursor, chat_not_found
 from .settings import ChatsSettings
 
 log = logging.getLogger("messenger.chats")
@@ -112,16 +109,6 @@ LEFT JOIN LATERAL (
 WHERE c.id = %(chat_id)s
 ORDER BY m.seq
 """
-
-
-def chat_not_found() -> ApiError:
-    """404 ``chat-not-found``."""
-    return ApiError(404, "chat-not-found")
-
-
-def user_not_found() -> ApiError:
-    """404 ``user-not-found``."""
-    return ApiError(404, "user-not-found")
 
 
 @dataclass(frozen=True)
@@ -331,7 +318,7 @@ class ChatStore:
         if not rows:
             raise chat_not_found()
         if after > rows[0]["last_seq"]:
-            raise cursor.bad_cursor()
+            raise bad_cursor()
         rows = [row for row in rows if row["id"] is not None]
         body = encode_page(chat_id, after, rows)
         if use_cache and len(body) <= self.settings.page_max_bytes:

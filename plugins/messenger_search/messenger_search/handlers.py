@@ -6,19 +6,15 @@ import re
 import uuid
 
 from messenger_chats import api as chats_api
-from messenger_core import ApiError, ServiceUnavailable
-from messenger_core import BaseHandler, dumps, parse_uuid
+from messenger_core import BaseHandler, ServiceUnavailable, dumps, parse_uuid
 
+from .errors import bad_cursor, task_failed, task_not_complete, task_not_found, user_not_found
 from .schemas import SearchRequestSchema, SearchResultsQuerySchema
-from .store import FAILED, SUCCESS, TaskInfo, bad_cursor, task_not_found
-from .tasks import TASK_NAME, SearchState, owner_of, state_of
+from .state import SearchState, state_of
+from .store import FAILED, SUCCESS, TaskInfo
+from .tasks import TASK_NAME, owner_of
 
 _POSITION = re.compile(r"^[0-9]{1,9}$")
-
-
-def user_not_found() -> ApiError:
-    """404 ``user-not-found``."""
-    return ApiError(404, "user-not-found")
 
 
 class SearchBase(BaseHandler):
@@ -132,10 +128,7 @@ class SearchStatusHandler(SearchBase):
         summary: Status of a search task
         tags: [search]
         parameters:
-          - in: path
-            name: task_id
-            required: true
-            schema: {type: string}
+          - TaskId
           - in: query
             name: user_id
             schema: {type: string}
@@ -146,11 +139,7 @@ class SearchStatusHandler(SearchBase):
             content:
               application/json:
                 schema: SearchTaskStatus
-          404:
-            description: task-not-found (unknown, expired, not a UUID, or another identity's task)
-            content:
-              application/json:
-                schema: Error
+          404: TaskNotFound
           503: ServiceUnavailable
         """
         _, info = await self.owned_task(task_id)
@@ -172,10 +161,7 @@ class SearchResultsHandler(SearchBase):
           expire SEARCH_TASK_TTL seconds after the task finished.
         tags: [search]
         parameters:
-          - in: path
-            name: task_id
-            required: true
-            schema: {type: string}
+          - TaskId
           - in: query
             name: limit
             required: true
@@ -199,11 +185,7 @@ class SearchResultsHandler(SearchBase):
             content:
               application/json:
                 schema: Error
-          404:
-            description: task-not-found (unknown, expired, not a UUID, or another identity's task)
-            content:
-              application/json:
-                schema: Error
+          404: TaskNotFound
           503: ServiceUnavailable
         """
         if parse_uuid(task_id) is None:
@@ -211,9 +193,9 @@ class SearchResultsHandler(SearchBase):
         query = self.load_query(SearchResultsQuerySchema)
         key, info = await self.owned_task(task_id)
         if info.status == FAILED:
-            raise ApiError(400, "task-failed")
+            raise task_failed()
         if info.status != SUCCESS:
-            raise ApiError(400, "task-not-complete")
+            raise task_not_complete()
         start = None
         if query["start"] is not None:
             if not _POSITION.match(query["start"]):

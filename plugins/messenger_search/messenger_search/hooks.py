@@ -6,15 +6,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from messenger_core import Task
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import Config
+from messenger_core import Config, Migrations, Task, hookimpl
 
 from . import handlers, schemas, tsconfig
 from .settings import SearchSettings
 from .store import MemoryStore, RedisStore, SearchStore
-from .tasks import STATE_KEY, SearchState, search_task
+from .errors import COMPONENTS
+from .state import KEY, SearchState
+from .tasks import search_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -29,19 +28,25 @@ def messenger_settings() -> type[SearchSettings]:
 
 
 @hookimpl
-def messenger_routes(config: Config) -> list[Any]:  # pylint: disable=unused-argument
+def messenger_routes() -> list[Any]:
     """The three search endpoints."""
     return handlers.default_handlers
 
 
 @hookimpl
-def messenger_schemas(config: Config) -> dict[str, Any]:  # pylint: disable=unused-argument
+def messenger_schemas() -> dict[str, Any]:
     """Named schemas of the search endpoints."""
     return schemas.SCHEMAS
 
 
 @hookimpl
-def messenger_migrations(config: Config) -> Migrations:  # pylint: disable=unused-argument
+def messenger_openapi_components() -> dict[str, Any]:
+    """The ``TaskId`` path parameter and the ``TaskNotFound`` response."""
+    return COMPONENTS
+
+
+@hookimpl
+def messenger_migrations() -> Migrations:
     """The text-search configuration and the GiST index on messages (after the chats tables)."""
     return Migrations("messenger_search", "messenger_search.migrations", after=("messenger_chats",))
 
@@ -70,13 +75,13 @@ def messenger_startup(runtime: "Runtime") -> None:
     state = SearchState(store=store, settings=settings, patient=runtime.role == "consumer")
     state.background = asyncio.get_running_loop().create_task(
         tsconfig.sync_when_migrated(runtime.migrated, runtime.db, settings.ts_config))
-    runtime.state[STATE_KEY] = state
+    runtime.state[KEY] = state
 
 
 @hookimpl
 async def messenger_shutdown(runtime: "Runtime") -> None:
     """Stop the background stemming check if it still runs."""
-    state: SearchState | None = runtime.state.get(STATE_KEY)
+    state: SearchState | None = runtime.state.get(KEY)
     if state is not None and state.background is not None and not state.background.done():
         state.background.cancel()
         await asyncio.gather(state.background, return_exceptions=True)

@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from messenger_core import ApiError, ServiceUnavailable
-from messenger_core import Availability
+from messenger_core import Availability, ServiceUnavailable
+
+from .errors import bad_cursor, task_not_found
 
 log = logging.getLogger("messenger.search.store")
 
@@ -37,16 +38,6 @@ PENDING_TTL = 7 * 24 * 3600  # seconds an unfinished task is kept (a queue outag
 MEMORY_MAX_TASKS = 10000  # records one API process keeps in memory
 
 T = TypeVar("T")
-
-
-def task_not_found() -> ApiError:
-    """404 ``task-not-found``."""
-    return ApiError(404, "task-not-found")
-
-
-def bad_cursor() -> ApiError:
-    """400 ``bad-cursor``: an iterator that is malformed, in the future, or already acknowledged."""
-    return ApiError(400, "bad-cursor")
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from messenger_chats import api as chats_api
-from messenger_core import Task
-from messenger_core import Backoff, Unavailable
-from messenger_core import Config
+from messenger_core import Backoff, Config, Task, Unavailable
 
 from .query import search
 from .settings import SearchSettings
-from .store import FINISHED, SearchStore
+from .state import SearchState, state_of
+from .store import FINISHED
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -30,23 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("messenger.search.task")
 
 TASK_NAME = "search"
-STATE_KEY = "messenger_search"
 T = TypeVar("T")
-
-
-@dataclass
-class SearchState:
-    """What the plugin keeps in ``runtime.state["messenger_search"]``."""
-
-    store: SearchStore
-    settings: SearchSettings
-    patient: bool  # consumer: wait for Redis / PostgreSQL to come back instead of failing the task
-    background: "asyncio.Task[None] | None" = None
-
-
-def state_of(runtime: "Runtime") -> SearchState:
-    """The plugin's state in this process."""
-    return runtime.state[STATE_KEY]
 
 
 async def _patiently(state: SearchState, call: Callable[[], Awaitable[T]]) -> T:

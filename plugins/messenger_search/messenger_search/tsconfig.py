@@ -16,8 +16,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from messenger_core import Database
-from messenger_core import ApiError
+from messenger_core import ApiError, Database
 
 from .query import TS_CONFIG
 

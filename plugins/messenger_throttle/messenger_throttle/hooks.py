@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_core import hookimpl
-from messenger_core import RequestHook
+from messenger_core import RequestHook, hookimpl
 
 from .limiter import throttle_of, throttle_request
 from .settings import ThrottleSettings

@@ -1,4 +1,4 @@
-"""Hooks of the example plugin: a route, a schema, a migration and a task."""
+"""Hooks of the example plugin: routes, a schema, a settings section, a migration and a task."""
 
 from __future__ import annotations
 
@@ -10,12 +10,20 @@ from typing import Any
 import marshmallow
 from marshmallow import fields, validate
 
-from messenger_core import Task
-from messenger_core import Migrations
-from messenger_core import hookimpl
-from messenger_core import BaseHandler
+<<<<<<< HEAD
+from messenger_core import BaseHandler, Migrations, Task, hookimpl
+=======
+from messenger_core import BaseHandler, Migrations, Section, Setting, Task, hookimpl, number
+>>>>>>> issue-12-kit
 
 log = logging.getLogger("messenger.example")
+
+
+class ExampleSettings(Section):
+    """The example's settings section (``config.example``)."""
+
+    name = "example"
+    slow_max = Setting("EXAMPLE_SLOW_MAX", number(0), 30.0, "Longest wait of /v1/example/slow, seconds")
 
 
 class EchoSchema(marshmallow.Schema):
@@ -71,7 +79,8 @@ class SlowHandler(BaseHandler):
             description: done
         """
         log.info("slow request started")
-        await asyncio.sleep(float(self.get_query_argument("seconds", "1")))
+        seconds = min(float(self.get_query_argument("seconds", "1")), self.runtime.config.example.slow_max)
+        await asyncio.sleep(seconds)
         self.write_json({"done": True})
 
 
@@ -115,20 +124,26 @@ async def run_example(payload: dict[str, Any], runtime: Any, attempt: int) -> No
 
 
 @hookimpl
-def messenger_routes(config: Any) -> list[tuple[str, type]]:  # pylint: disable=unused-argument
+def messenger_settings() -> type[Section]:
+    """The example's section."""
+    return ExampleSettings
+
+
+@hookimpl
+def messenger_routes() -> list[tuple[str, type]]:
     """The example's routes."""
     return [(r"/v1/example/echo", EchoHandler), (r"/v1/example/tasks", TaskHandler),
             (r"/v1/example/slow", SlowHandler)]
 
 
 @hookimpl
-def messenger_schemas(config: Any) -> dict[str, type]:  # pylint: disable=unused-argument
+def messenger_schemas() -> dict[str, type]:
     """Named schemas for the spec."""
     return {"Echo": EchoSchema}
 
 
 @hookimpl
-def messenger_migrations(config: Any) -> Migrations:  # pylint: disable=unused-argument
+def messenger_migrations() -> Migrations:
     """The example's table."""
     return Migrations("messenger_example", "messenger_example.migrations")
 
