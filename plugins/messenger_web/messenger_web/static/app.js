@@ -95,10 +95,11 @@ function watchRecovery() {
 }
 
 function endSession(code) {
-  const wasIn = Boolean(api.session);
+  if (!api.session) return; // ended already (the stream's close follows its error frame)
   api.setSession(null);
   live.stop();
-  showLogin(wasIn || code === "session-id-expired" ? describe({code}) : "");
+  closeChat();
+  showLogin(describe({code: code || "invalid-session-id"}));
 }
 
 // ---- login ----------------------------------------------------------------------------------
@@ -134,9 +135,9 @@ async function logIn(register) {
 }
 
 async function logOut() {
+  live.stop();
   try { await api.logout(); } catch { /* the session ends here either way */ }
   api.setSession(null);
-  live.stop();
   closeChat();
   showLogin();
 }
@@ -206,7 +207,7 @@ function sortedChats() {
 function renderChats() {
   const list = byId("chat-list");
   const items = (state.listFromServer ? [...state.chats.values()] : sortedChats()).map((chat) => {
-    const unread = chat.unread || 0;
+    const unread = chat.chat_id === state.openId ? 0 : chat.unread || 0; // the open one is being read
     const preview = chat.last_message ? chat.last_message.text : chat.private ? "Private chat" : "Open chat";
     const button = el("button", {type: "button", class: "chat-item", "data-chat-id": chat.chat_id,
       "aria-current": chat.chat_id === state.openId ? "true" : "false"},

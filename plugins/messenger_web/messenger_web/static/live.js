@@ -107,7 +107,7 @@ export class Live {
       this.ready = false;
       if (this.stopped) return;
       if (event.code === 4401) {
-        this.on.sessionEnded("session-id-expired");
+        this.on.sessionEnded(null); // its error frame, just before, named the reason
         return;
       }
       if (!opened || !wasReady) {
