@@ -10,11 +10,7 @@ from typing import Any
 import marshmallow
 from marshmallow import fields, validate
 
-<<<<<<< HEAD
-from messenger_core import BaseHandler, Migrations, Task, hookimpl
-=======
 from messenger_core import BaseHandler, Migrations, Section, Setting, Task, hookimpl, number
->>>>>>> issue-12-kit
 
 log = logging.getLogger("messenger.example")
 
