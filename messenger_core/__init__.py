@@ -59,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "Availability": "health",
     "Backoff": "aio",
     "storable_text": "validate",
+    # metrics: the module itself (``from messenger_core import metrics``; metrics.counter(...))
+    "metrics": "metrics",
     # the per-process runtime
     "Runtime": "runtime",
 }
@@ -67,10 +69,11 @@ __all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cac
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "RequestHook",
            "Runtime", "Section", "ServiceUnavailable", "Setting", "Task", "Unavailable",
            "bad_parameters", "boolean", "choice", "database_unavailable", "dumps", "hookimpl",
-           "integer", "not_found", "number", "parse_uuid", "payload_too_large",
+           "integer", "metrics", "not_found", "number", "parse_uuid", "payload_too_large",
            "request_limit_exceeded", "service_unavailable", "storable_text", "string"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from . import metrics
     from .aio import Backoff
     from .batch import Batcher
     from .broker import Task
@@ -91,7 +94,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'messenger_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    loaded = importlib.import_module(f".{module}", __name__)
+    value = loaded if module == name else getattr(loaded, name)
     globals()[name] = value
     return value
 

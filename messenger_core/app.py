@@ -14,6 +14,7 @@ from typing import Any
 
 from tornado.web import Application, RequestHandler
 
+from . import instruments
 from .errors import StartupError
 from .openapi import spec_json
 from .plugins import PluginManager
@@ -37,7 +38,8 @@ class MessengerApp(Application):
         self.routes = routes
         self._trusted = runtime.config.trusted_proxies
         self._openapi: bytes | None = None
-        super().__init__(routes, default_handler_class=NotFoundHandler, **settings)
+        super().__init__([_labelled(route) for route in routes], default_handler_class=NotFoundHandler,
+                         **settings)
 
     def trusted_proxy(self, address: str) -> bool:
         """Whether ``address`` is in TRUSTED_PROXIES."""
@@ -56,14 +58,29 @@ class MessengerApp(Application):
         return self._openapi
 
     def log_request(self, handler: Any) -> None:
-        """One access-log line per request: status, method, path, latency, client."""
+        """Count the request in the metrics; one access-log line: status, method, URI, latency, client, route."""
+        status = handler.get_status()
+        request = handler.request
+        seconds = request.request_time()
+        route = getattr(handler, "route_label", instruments.UNMATCHED)
+        instruments.HTTP_REQUESTS.labels(instruments.method_label(request.method or ""), route, str(status)).inc()
+        instruments.HTTP_LATENCY.labels(route).observe(seconds)
         if not self.config.access_log:
             return
-        status = handler.get_status()
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-        request = handler.request
-        access_log.log(level, "%d %s %s %.1fms %s", status, request.method, request.uri,
-                       1000.0 * request.request_time(), request.remote_ip)
+        ms = round(1000.0 * seconds, 1)
+        access_log.log(level, "%d %s %s %.1fms %s %s", status, request.method, request.uri, ms,
+                       request.remote_ip, route,
+                       extra={"method": request.method, "route": route, "path": request.path, "status": status,
+                              "duration_ms": ms, "client": request.remote_ip,
+                              "request_id": getattr(handler, "request_id", None) or None})
+
+
+def _labelled(route: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The route with its pattern's label among the handler's kwargs (for metrics and access lines)."""
+    kwargs = dict(route[2]) if len(route) > 2 and route[2] else {}
+    kwargs.setdefault("route_label", instruments.route_label(route[0]))
+    return (route[0], route[1], kwargs, *route[3:])
 
 
 def make_app(config: Config, plugins: PluginManager, processes: int = 1, **settings: Any) -> MessengerApp:

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pika.exceptions
 
+from . import instruments
 from .errors import ServiceUnavailable, StartupError
 from .health import Availability
+from .logs import REQUEST_ID, current_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Runtime
@@ -60,13 +62,18 @@ class Task:
 
 async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", attempt: int) -> bool:
     """Run one task; True when it finished or was given up (ack it), False to retry it."""
+    started = time.monotonic()
     try:
         await task.handler(payload=payload, runtime=runtime, attempt=attempt)
+        _count(task, "done", started)
+        log.info("task %s done in %.1fms (attempt %d)", task.name, 1000.0 * (time.monotonic() - started), attempt)
         return True
     except Exception as exc:  # pylint: disable=broad-exception-caught
         if attempt < task.max_attempts:
+            _count(task, "retry", started)
             log.warning("task %s attempt %d failed, will retry: %r", task.name, attempt, exc)
             return False
+        _count(task, "failed", started)
         log.exception("task %s failed after %d attempts", task.name, attempt)
         if task.on_give_up is not None:
             try:
@@ -74,6 +81,11 @@ async def run_task(task: Task, payload: dict[str, Any], runtime: "Runtime", atte
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("task %s: on_give_up failed", task.name)
         return True
+
+
+def _count(task: Task, outcome: str, started: float) -> None:
+    instruments.TASKS.labels(task.name, outcome).inc()
+    instruments.TASK_DURATION.labels(task.name, outcome).observe(time.monotonic() - started)
 
 
 class TaskQueue(ABC):
@@ -106,12 +118,12 @@ class EmbeddedQueue(TaskQueue):
     def __init__(self, tasks: dict[str, Task], workers: int) -> None:
         super().__init__(tasks)
         self.workers = workers
-        self._queue: asyncio.Queue[tuple[Task, dict[str, Any], int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Task, dict[str, Any], int, str | None]] = asyncio.Queue()
         self._runners: list[asyncio.Task[None]] = []
         self._runtime: Runtime | None = None
 
     async def publish(self, name: str, payload: dict[str, Any]) -> None:
-        self._queue.put_nowait((self.task(name), payload, 1))
+        self._queue.put_nowait((self.task(name), payload, 1, current_request_id()))
 
     async def start(self, runtime: "Runtime") -> None:
         self._runtime = runtime
@@ -120,11 +132,12 @@ class EmbeddedQueue(TaskQueue):
     async def _run(self) -> None:
         assert self._runtime is not None
         while True:
-            task, payload, attempt = await self._queue.get()
+            task, payload, attempt, request_id = await self._queue.get()
+            REQUEST_ID.set(request_id)  # the lines of the task name the request that queued it
             try:
                 if not await run_task(task, payload, self._runtime, attempt):
                     asyncio.get_running_loop().call_later(
-                        retry_delay(attempt), self._queue.put_nowait, (task, payload, attempt + 1))
+                        retry_delay(attempt), self._queue.put_nowait, (task, payload, attempt + 1, request_id))
             finally:
                 self._queue.task_done()
 
@@ -151,9 +164,12 @@ def declare(channel: Any, task: Task) -> None:
     channel.queue_bind(queue=task.queue, exchange=task.exchange, routing_key=task.routing_key)
 
 
-def encode(name: str, payload: dict[str, Any]) -> bytes:
-    """The wire form of a task message."""
-    return json.dumps({"task": name, "payload": payload}, separators=(",", ":")).encode()
+def encode(name: str, payload: dict[str, Any], request_id: str | None = None) -> bytes:
+    """The wire form of a task message (with the id of the request that queued it, if any)."""
+    message: dict[str, Any] = {"task": name, "payload": payload}
+    if request_id:
+        message["request_id"] = request_id
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
 class RabbitQueue(TaskQueue):
@@ -211,7 +227,8 @@ class RabbitQueue(TaskQueue):
         task = self.task(name)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._publish_blocking, task, encode(name, payload))
+            await loop.run_in_executor(self._executor, self._publish_blocking, task,
+                                       encode(name, payload, current_request_id()))
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.health.failed(exc)
             raise ServiceUnavailable(str(exc)) from exc
@@ -277,6 +294,8 @@ class Consumer:
             channel.basic_ack(delivery_tag=method.delivery_tag)
             return
         attempt = int((properties.headers or {}).get(ATTEMPT_HEADER, 1))
+        request_id = message.get("request_id")
+        REQUEST_ID.set(request_id if isinstance(request_id, str) else None)
         if method.redelivered:
             log.info("task %s redelivered (a consumer stopped while running it)", task.name)
         done = self.loop.run_until_complete(run_task(task, payload, self.runtime, attempt))
@@ -288,6 +307,7 @@ class Consumer:
                                                 content_type="application/json",
                                                 headers={ATTEMPT_HEADER: attempt + 1}))
         channel.basic_ack(delivery_tag=method.delivery_tag)
+        REQUEST_ID.set(None)
 
     def _serve_once(self) -> None:
         connection = pika.BlockingConnection(self.params)

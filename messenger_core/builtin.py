@@ -31,9 +31,10 @@ def error_response(description: str) -> dict[str, Any]:
 
 @hookimpl
 def messenger_routes() -> list[tuple[Any, ...]]:
-    """``/ping``, ``/ping_db`` and the documentation."""
-    from . import openapi, web  # pylint: disable=import-outside-toplevel  # the web layer, on demand
-    return [(r"/ping", web.PingHandler), (r"/ping_db", web.PingDbHandler), *openapi.docs_routes()]
+    """``/ping``, ``/ping_db``, ``/health``, ``/metrics`` and the documentation."""
+    from . import openapi, ops, web  # pylint: disable=import-outside-toplevel  # the web layer, on demand
+    return [(r"/ping", web.PingHandler), (r"/ping_db", web.PingDbHandler), *ops.OPS_ROUTES,
+            *openapi.docs_routes()]
 
 
 @hookimpl

@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .health import Availability
+from .instruments import cache_lookup
 from .settings import Config
 
 log = logging.getLogger("messenger.cache")
@@ -121,7 +122,9 @@ class MemoryCache(Cache):
 
     async def get(self, key: str) -> bytes | None:
         value = self._data.get(key)
-        return value if isinstance(value, bytes) else None
+        found = value if isinstance(value, bytes) else None
+        cache_lookup("memory", key, found is not None)
+        return found
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._data.put(key, value, ttl or self.ttl)
@@ -132,7 +135,9 @@ class MemoryCache(Cache):
 
     async def group_get(self, group: str, field: str) -> bytes | None:
         fields = self._data.get(group)
-        return fields.get(field) if isinstance(fields, dict) else None
+        found = fields.get(field) if isinstance(fields, dict) else None
+        cache_lookup("memory", group, found is not None)
+        return found
 
     async def group_token(self, group: str) -> int | None:
         return self._generations.get(group, 0)
@@ -249,7 +254,9 @@ class RedisCache(Cache):
             log.info("cache: replayed %d invalidation(s) missed while redis was away", len(missed))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._run(self.client.get(self.prefix + key))
+        found = await self._run(self.client.get(self.prefix + key))
+        cache_lookup("redis", key, found is not None)
+        return found
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self._run(self.client.set(self.prefix + key, value, px=self._ttl_ms(ttl)))
@@ -259,7 +266,9 @@ class RedisCache(Cache):
             await self._run(self.client.delete(*(self.prefix + key for key in keys)))
 
     async def group_get(self, group: str, field: str) -> bytes | None:
-        return await self._run(self.client.hget(self.prefix + group, field))
+        found = await self._run(self.client.hget(self.prefix + group, field))
+        cache_lookup("redis", group, found is not None)
+        return found
 
     async def group_token(self, group: str) -> int | None:
         if self._missed:

@@ -9,12 +9,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from . import __version__
+from . import __version__, metrics
 from .app import make_app
 from .runtime import Runtime
 from .broker import Consumer
 from .db import migrate_down, migrate_up
 from .errors import ConfigError, StartupError
+from .logs import setup_logging
 from .openapi import to_yaml
 from .plugins import PluginManager
 from .server import serve
@@ -23,19 +24,11 @@ from .settings import Config, Section, load_core
 log = logging.getLogger("messenger.cli")
 
 
-def setup_logging(level: str) -> None:
-    """One format for every process; the pid tells workers apart."""
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-    logging.getLogger("pika").setLevel(logging.WARNING)
-
-
 def boot(environ: Mapping[str, str] | None = None) -> tuple[Config, PluginManager]:
     """Read the core settings, discover plugins, read their settings."""
     environ = os.environ if environ is None else environ
     core = load_core(environ)
-    setup_logging(core.log_level)
+    setup_logging(core.log_level, core.log_format)
     plugins = PluginManager(core)
     return plugins.load_config(core, environ), plugins
 
@@ -119,6 +112,12 @@ def consumer_main(argv: Sequence[str] | None = None) -> int:
                               "(without it the API runs tasks on its embedded worker)")
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        if config.metrics_port:
+            try:
+                metrics.serve_in_thread(config.host, config.metrics_port, config.metrics_allow)
+            except OSError as exc:
+                raise StartupError(f"METRICS_PORT={config.metrics_port}: {exc}") from None
+            log.info("metrics on port %d", config.metrics_port)
         runtime = Runtime(config, plugins, role="consumer")
         consumer = Consumer(runtime, loop, config.rmq_url, config.consumer_prefetch)  # handles SIGTERM from now
         loop.run_until_complete(runtime.start())

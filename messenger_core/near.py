@@ -63,6 +63,7 @@ from redis.exceptions import RedisError
 from .aio import Backoff
 from .cache import Cache, Lru, RedisCache
 from .health import Availability
+from .instruments import cache_lookup
 from .settings import Config
 
 log = logging.getLogger("messenger.near")
@@ -155,7 +156,9 @@ class NearCache:
             self.start()
         if not self.live:
             return None
-        return self._data.get(key)
+        found = self._data.get(key)
+        cache_lookup("near", key, found is not None)
+        return found
 
     def reading(self, key: str) -> Read:
         """Register a read of ``key`` that is about to start (see :class:`Read`)."""

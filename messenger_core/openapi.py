@@ -8,6 +8,8 @@ Swagger UI page at ``/docs``.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 from typing import Any
 
 import marshmallow
@@ -18,6 +20,7 @@ from apispec_webframeworks.tornado import TornadoPlugin
 from tornado.web import URLSpec
 
 from . import __version__
+from .errors import not_found
 from .web import BaseHandler, dumps
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -104,18 +107,38 @@ class OpenApiHandler(BaseHandler):
         self.write_json(self.application.openapi_json())
 
 
-_DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Messenger API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+#: Swagger UI's files, from the swagger-ui-py package (no CDN: /docs works with no internet access)
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css; charset=UTF-8",
+    "swagger-ui-bundle.js": "application/javascript; charset=UTF-8",
+    "favicon-32x32.png": "image/png",
+}
+#: the page may load and run only what this server sends; Swagger UI draws its icons from data: URIs
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_DOCS_INIT = b"""window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", deepLinking: true, validatorUrl: null});
+});
+"""
+_DOCS_PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Messenger API</title>
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png">
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
 <body><div id="ui"></div>
-<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script>
 </body></html>
 """
 
 
+@functools.cache
+def docs_asset(name: str) -> bytes:
+    """One of Swagger UI's files as the installed swagger-ui-py package ships it (read once)."""
+    return importlib.resources.files("swagger_ui").joinpath("static", name).read_bytes()
+
+
 class DocsHandler(BaseHandler):
-    """Swagger UI over /openapi.json."""
+    """Swagger UI over /openapi.json, from files this server serves itself."""
 
     public = True
 
@@ -126,15 +149,48 @@ class DocsHandler(BaseHandler):
         tags: [docs]
         responses:
           200:
-            description: An HTML page with Swagger UI
+            description: An HTML page with Swagger UI; its assets come from this server (strict CSP)
         """
         self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Security-Policy", DOCS_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(_DOCS_PAGE)
+
+
+class DocsAssetHandler(BaseHandler):
+    """The scripts, style sheet and icon of the documentation page."""
+
+    public = True
+
+    def get(self, asset: str) -> None:
+        """A file of the documentation page.
+        ---
+        summary: Swagger UI asset (script, style sheet, icon)
+        tags: [docs]
+        parameters:
+          - {name: asset, in: path, required: true, schema: {type: string}}
+        responses:
+          200:
+            description: The file
+          404:
+            description: not-found
+        """
+        if asset == "init.js":
+            body, content_type = _DOCS_INIT, DOCS_ASSETS["swagger-ui-bundle.js"]
+        elif asset in DOCS_ASSETS:
+            body, content_type = docs_asset(asset), DOCS_ASSETS[asset]
+        else:
+            raise not_found()
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(body)
 
 
 def docs_routes() -> list[tuple[Any, ...]]:
     """The core's documentation routes."""
-    return [(r"/openapi.json", OpenApiHandler), (r"/docs", DocsHandler)]
+    return [(r"/openapi.json", OpenApiHandler), (r"/docs", DocsHandler),
+            (r"/docs/(?P<asset>[A-Za-z0-9._-]+)", DocsAssetHandler)]
 
 
 def spec_json(app: Any) -> bytes:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from . import db as dbmod
+from . import instruments
 from .broker import TaskQueue, make_queue
 from .contributions import Contributions
 from .cache import Cache, make_cache, redis_client
@@ -51,6 +52,7 @@ class Runtime:
         self.state: dict[str, Any] = {}
         self.inflight = 0
         self._migrator: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
         self.migrated = asyncio.Event()
         self.first_migration_attempt = asyncio.Event()  # set once the first try ended, either way
 
@@ -61,6 +63,11 @@ class Runtime:
             self._redis = redis_client(self.config)
         return self._redis
 
+    @property
+    def uses_redis(self) -> bool:
+        """Whether anything in this process took the Redis client (the cache, search, throttle)."""
+        return self._redis is not None
+
     async def start(self, migrate: bool = True) -> None:
         """Start migrating (retrying while PostgreSQL is away; the pool opens after), start plugins."""
         if migrate:
@@ -69,6 +76,7 @@ class Runtime:
             await self._mark_ready()
             self.first_migration_attempt.set()
         await self.queue.start(self)
+        self._sampler = asyncio.create_task(instruments.sample_forever(self))
         await gather(self.plugins.hook.messenger_startup(runtime=self))
 
     async def _mark_ready(self) -> None:
@@ -96,6 +104,8 @@ class Runtime:
         """Stop plugins, then the queue, the near cache's subscription, cache, Redis and the pool."""
         if self._migrator is not None:
             self._migrator.cancel()
+        if self._sampler is not None:
+            self._sampler.cancel()
         await gather(self.plugins.hook.messenger_shutdown(runtime=self))
         await self.queue.close()
         if self.near is not None:

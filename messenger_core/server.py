@@ -10,13 +10,16 @@ import asyncio
 import logging
 import os
 import signal
+import tempfile
 import time
 from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from . import metrics
 from .app import make_app
+from .errors import StartupError
 from .plugins import PluginManager
 from .settings import Config
 
@@ -128,6 +131,7 @@ class Supervisor:
             started = self.children.pop(pid, None)
             if started is None:
                 continue
+            metrics.mark_dead(pid)
             code = os.waitstatus_to_exitcode(wait_status)
             if self.stopping:
                 status = status or (code if code > 0 else 0)
@@ -140,16 +144,27 @@ class Supervisor:
                 status = 1
                 continue
             time.sleep(min(0.2 * self.fast_failures, 2.0))
-            self._spawn()
+            if not self.stopping:  # a SIGTERM during the pause was forwarded to the others only
+                self._spawn()
         return status
 
 
 def serve(config: Config, plugins: PluginManager) -> int:
     """``messenger-api``: serve with WORKERS processes; returns the exit status."""
     workers = resolve_workers(config.workers)
-    if workers == 1:
-        asyncio.run(serve_worker(config, plugins, 1))
-        return 0
-    for sock in bind_sockets(config.port, config.host or None, reuse_port=True):
-        sock.close()  # fail here, once, when the port is taken
-    return Supervisor(config, plugins, workers).run()
+    # before any fork and any metric: every worker writes its values there, any of them sums them
+    created = None if config.metrics_dir else tempfile.mkdtemp(prefix="messenger-metrics-")
+    try:
+        metrics.use_directory(config.metrics_dir or created or "")
+    except (OSError, RuntimeError) as exc:
+        raise StartupError(f"METRICS_DIR={config.metrics_dir!r}: {exc}") from None
+    try:
+        if workers == 1:
+            asyncio.run(serve_worker(config, plugins, 1))
+            return 0
+        for sock in bind_sockets(config.port, config.host or None, reuse_port=True):
+            sock.close()  # fail here, once, when the port is taken
+        return Supervisor(config, plugins, workers).run()
+    finally:
+        if created is not None:
+            metrics.remove_directory(created)

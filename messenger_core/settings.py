@@ -196,7 +196,18 @@ class CoreSettings(Section):
     trusted_proxies = Setting("TRUSTED_PROXIES", networks, (),
                               "Peers (IPs or CIDRs) whose X-Real-IP / X-Forwarded-For are believed")
     log_level = Setting("LOG_LEVEL", log_level, "INFO", "Logging level")
+    log_format = Setting("LOG_FORMAT", choice("text", "json"), "text",
+                         "Log lines as text, or one JSON object a line (time, level, logger, message, request_id)")
     access_log = Setting("ACCESS_LOG", boolean, True, "One log line per request")
+    metrics_allow = Setting("METRICS_ALLOW", networks, networks("127.0.0.0/8,::1"),
+                            "Clients (IPs or CIDRs) that may read /metrics; others get 404")
+    metrics_dir = Setting("METRICS_DIR", string, "",
+                          "Directory where the workers of one messenger-api keep their metrics (emptied at start); "
+                          "empty: a new temporary one")
+    metrics_port = Setting("METRICS_PORT", integer(0, 65535), 0,
+                           "messenger-consumer: serve /metrics on this port (0: off)")
+    health_timeout = Setting("HEALTH_TIMEOUT", number(0.05), 0.5,
+                             "Seconds /health waits for each dependency before calling it down")
 
 
 class Config:

@@ -16,6 +16,8 @@ from tornado.web import HTTPError, RequestHandler
 
 from .errors import STATUS_CODES, ApiError, Unavailable, bad_parameters, database_unavailable, not_found
 from .aio import gather
+from .instruments import UNMATCHED
+from .logs import REQUEST_ID, REQUEST_ID_HEADER, new_request_id, valid_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp
@@ -85,16 +87,26 @@ class BaseHandler(RequestHandler):
     _identity_error: ApiError | None = None
     _counted = False
     _sticky: dict[str, str] = {}
+    #: the route's pattern as metrics and access lines name it (set per route by the app)
+    route_label = UNMATCHED
+    #: this request's id: a trusted proxy's ``X-Request-Id``, else a new one
+    request_id = ""
     # apispec's Tornado plugin looks up every HTTP method name, TRACE included.
     trace = RequestHandler._unimplemented_method  # pylint: disable=protected-access
 
     def initialize(self, **kwargs: Any) -> None:
-        """Route kwargs become attributes; counts the request as in flight."""
+        """Route kwargs become attributes; counts the request as in flight; names the request."""
         for key, value in kwargs.items():
             setattr(self, key, value)
         self._sticky: dict[str, str] = {}
         self._counted = True
         self.application.runtime.inflight += 1
+        given = self.request.headers.get(REQUEST_ID_HEADER)
+        if given and valid_request_id(given) and self.application.trusted_proxy(self.request.remote_ip or ""):
+            self.request_id = given
+        else:
+            self.request_id = new_request_id()
+        self.set_sticky_header(REQUEST_ID_HEADER, self.request_id)
 
     @property
     def runtime(self) -> "Runtime":
@@ -115,6 +127,7 @@ class BaseHandler(RequestHandler):
 
     async def prepare(self) -> None:
         """Run every plugin's request hook in order (throttle, then auth, then others)."""
+        REQUEST_ID.set(self.request_id)  # this request's task: every line it logs names the request
         for hook in self.application.request_hooks:
             await hook.func(self)
 

@@ -64,7 +64,9 @@ async def test_spec_and_docs_are_served(server: AppServer) -> None:
     resp = await server.client.get("/docs")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/html")
-    assert b"/openapi.json" in resp.body
+    assert b'src="/docs/init.js"' in resp.body  # the page's own script, no inline one (strict CSP)
+    init = await server.client.get("/docs/init.js")
+    assert init.status == 200 and b"/openapi.json" in init.body
 
 
 async def test_ok_body_round_trips_unicode(bare: AppServer) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, dumps
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, dumps, metrics
 
 from . import cursor
 from .errors import bad_cursor, chat_not_found
@@ -55,6 +55,8 @@ log = logging.getLogger("messenger.chats")
 LOCAL_FACTS = 20_000  # facts kept in each process (about 250 bytes each)
 LOCAL_PAGES = 256  # full pages kept in each process ...
 LOCAL_PAGE_MAX_BYTES = 64 * 1024  # ... when they are no larger than this (at most 16 MB per process)
+POST_BATCH = metrics.histogram("messenger_chats_post_batch_size", "Posts one insert carried (group commit)",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 INSERT_CHAT = "INSERT INTO chats (id, name) VALUES (%s, %s)"
 INSERT_MEMBER = """
@@ -264,6 +266,7 @@ class ChatStore:
 
         An outage (503) fails the whole batch, as it would fail each post alone.
         """
+        POST_BATCH.observe(len(posts))
         try:
             return await self._insert(posts)
         except psycopg.Error as exc:

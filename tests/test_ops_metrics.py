@@ -1,0 +1,170 @@
+"""``GET /metrics``: Prometheus text over every worker, parsed with prometheus_client's own parser.
+
+Which worker answered a request is read from the JSON access lines: each names its request id
+(also in the response's ``X-Request-Id``) and the worker's pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from chats_support import join, new_chat, say
+from search_support import search_server, start_search, wait_status
+from support import Client, assert_error, Process, base_env, poll, serve_app, start_api
+
+REQUESTS = "messenger_http_requests"
+
+
+def samples(text: str, family: str) -> list[Any]:
+    """The samples of one metric family of a scrape."""
+    for metric in text_string_to_metric_families(text):
+        if metric.name == family:
+            return list(metric.samples)
+    return []
+
+
+def total(text: str, family: str, suffix: str = "_total", **labels: str) -> float:
+    """The sum of a family's samples named ``family + suffix`` whose labels include ``labels``."""
+    return sum(s.value for s in samples(text, family)
+               if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def answered_by(proc: Process) -> dict[str, int]:
+    """Request id -> pid of the worker that wrote its access line."""
+    seen = {}
+    for line in proc.log.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record["logger"] == "messenger.access":
+                seen[record["request_id"]] = record["pid"]
+    return seen
+
+
+async def ping_ok(client: Client) -> bool:
+    """Served (not counted in /ping's total: the route is /ping_db)."""
+    try:
+        return (await client.get("/ping_db", timeout=2)).status == 200
+    except ConnectionError:
+        return False
+
+
+async def scrape(client: Client) -> tuple[str, str]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200, resp
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    return resp.body.decode(), resp.headers["X-Request-Id"]
+
+
+async def test_the_sum_over_two_workers_whichever_answers_the_scrape(database: str, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")  # emptied at start
+    env = base_env(database, WORKERS=2, LOG_FORMAT="json", LOG_LEVEL="INFO", ACCESS_LOG=1,
+                   METRICS_DIR=metrics_dir, MESSENGER_APPS="messenger_chats", AUTH_DISABLED=1)
+    proc, client = await start_api(env, tmp_path / "api.log")  # ready: /ping_db, not counted below
+    try:
+        assert not (metrics_dir / "counter_999999.db").exists()
+        sent: list[str] = []
+
+        async def ping() -> None:
+            resp = await client.get("/ping")  # a new connection each: the kernel spreads them
+            assert resp.status == 200
+            sent.append(resp.headers["X-Request-Id"])
+
+        async def both_workers_served() -> bool:
+            for _ in range(10):
+                await ping()
+            seen = answered_by(proc)
+            return len({seen[rid] for rid in sent if rid in seen}) == 2
+        await poll(both_workers_served, timeout=20)
+        pids = set(answered_by(proc).values())
+        assert len(pids) == 2
+
+        scrapers: set[int] = set()
+
+        async def every_worker_sums_all() -> bool:
+            text, rid = await scrape(client)
+            assert total(text, REQUESTS, method="GET", route="/ping", status="200") == len(sent)
+            pid = answered_by(proc).get(rid)
+            if pid is not None:
+                scrapers.add(pid)
+            return scrapers == pids
+        await poll(every_worker_sums_all, timeout=20)
+
+        # a worker killed and replaced: its counts stay, its live gauges go
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            return "starting another" in proc.log
+        await poll(replaced, timeout=20)
+        await poll(lambda: ping_ok(client), timeout=20)
+        for _ in range(5):
+            await ping()
+        text, _ = await scrape(client)
+        assert total(text, REQUESTS, method="GET", route="/ping", status="200") == len(sent)
+        assert not list(metrics_dir.glob(f"gauge_livesum_{victim}.db"))
+        assert list(metrics_dir.glob(f"counter_{victim}.db"))
+    finally:
+        assert proc.stop() == 0
+        assert "Traceback" not in proc.log, proc.log
+
+
+async def test_a_client_outside_metrics_allow_gets_404(env: dict[str, str]) -> None:
+    async with serve_app({**env, "METRICS_ALLOW": "10.0.0.0/8"}, ("messenger_chats",)) as srv:
+        assert_error(await srv.client.get("/metrics"), 404, "not-found")
+    async with serve_app({**env, "TRUSTED_PROXIES": "127.0.0.1"}, ("messenger_chats",)) as srv:
+        assert (await srv.client.get("/metrics")).status == 200
+        # behind a trusted proxy, the client is the one it forwards
+        assert_error(await srv.client.get("/metrics", headers={"X-Real-IP": "203.0.113.7"}), 404, "not-found")
+        assert (await srv.client.get("/metrics", headers={"X-Real-IP": "127.0.0.5"})).status == 200
+
+
+async def test_route_patterns_cache_groups_post_batches_and_tasks(env: dict[str, str]) -> None:
+    # one in-process server: its registry is the test process's, so compare before and after
+    async with search_server(env) as srv:
+        client = srv.client
+        before, _ = await scrape(client)
+        chat = await new_chat(client, "metrics")
+        member = await join(client, chat, "ann")
+        for i in range(3):
+            await say(client, chat, member, f"counted message {i}")
+        for _ in range(2):
+            resp = await client.get(f"/v1/chats/{chat}/messages?limit=10")
+            assert resp.status == 200
+        assert (await client.get("/no/such/path/123")).status == 404
+        task_id = await start_search(client, "counted", member)
+        await wait_status(client, task_id, user_id=member)
+        after, _ = await scrape(client)
+
+        def grew(family: str, suffix: str = "_total", **labels: str) -> float:
+            return total(after, family, suffix, **labels) - total(before, family, suffix, **labels)
+
+        route = "/v1/chats/{chat_id}/messages"
+        assert grew(REQUESTS, method="POST", route=route, status="201") == 3
+        assert grew(REQUESTS, method="GET", route=route, status="200") == 2
+        assert grew(REQUESTS, route="unmatched", status="404") == 1
+        labels = {s.labels.get("route") for s in samples(after, REQUESTS)}
+        assert not any(chat in (label or "") for label in labels)  # never a raw path
+        assert grew("messenger_http_request_duration_seconds", "_count", route=route) == 5
+        # the memory cache: the second read of the page hit, the first missed
+        assert grew("messenger_cache_hits", cache="memory", group="chats:tail") >= 1
+        assert grew("messenger_cache_misses", cache="memory", group="chats:tail") >= 1
+        groups = {s.labels["group"] for s in samples(after, "messenger_cache_hits")}
+        assert not any(chat in group for group in groups)
+        # the chats plugin's own metric, through the public surface
+        assert grew("messenger_chats_post_batch_size", "_count") >= 1
+        assert grew("messenger_chats_post_batch_size", "_sum") == 3
+        # the search task, by outcome and duration
+        assert grew("messenger_tasks", task="search", outcome="done") == 1
+        assert grew("messenger_task_duration_seconds", "_count", task="search", outcome="done") == 1
+
+        async def pool_sampled() -> bool:  # each worker samples its pool every second
+            return total((await scrape(client))[0], "messenger_db_pool_connections", "") >= 1
+        await poll(pool_sampled, timeout=5)
