@@ -1,4 +1,4 @@
-# Messenger API image: the core and the four plugins, run as a non-root user.
+# Messenger API image: the core and the five plugins (the web client at / included), run as a non-root user.
 #   docker build -t messenger .
 #   docker run -p 8080:8080 -e POSTGRES_HOSTS=db -e AUTH_DISABLED=true messenger     # the API (default)
 #   docker run messenger messenger-consumer                                          # the search worker
@@ -24,6 +24,7 @@ COPY plugins/messenger_chats/pyproject.toml plugins/messenger_chats/
 COPY plugins/messenger_events/pyproject.toml plugins/messenger_events/
 COPY plugins/messenger_search/pyproject.toml plugins/messenger_search/
 COPY plugins/messenger_throttle/pyproject.toml plugins/messenger_throttle/
+COPY plugins/messenger_web/pyproject.toml plugins/messenger_web/
 RUN python -c "import sys, tomllib; \
 deps = {d for f in sys.argv[1:] for d in tomllib.load(open(f, 'rb'))['project']['dependencies']}; \
 print('\n'.join(sorted(d for d in deps if not d.startswith('messenger-'))))" \
@@ -36,7 +37,7 @@ print('\n'.join(sorted(d for d in deps if not d.startswith('messenger-'))))" \
 COPY messenger_core/ messenger_core/
 COPY plugins/ plugins/
 RUN pip install --no-deps --no-build-isolation . plugins/messenger_auth plugins/messenger_chats \
-        plugins/messenger_events plugins/messenger_search plugins/messenger_throttle \
+        plugins/messenger_events plugins/messenger_search plugins/messenger_throttle plugins/messenger_web \
     && pip check \
     && messenger-api plugins
 

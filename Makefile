@@ -4,14 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := plugins/messenger_chats plugins/messenger_auth plugins/messenger_search plugins/messenger_throttle \
-	plugins/messenger_events
+	plugins/messenger_events plugins/messenger_web
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# generated documents describe exactly the five plugins of this repository
-ALL_APPS := env -i PATH="$(PATH)" MESSENGER_APPS=messenger_auth,messenger_chats,messenger_events,messenger_search,messenger_throttle
+# generated documents describe exactly the six plugins of this repository
+ALL_APPS := env -i PATH="$(PATH)" \
+	MESSENGER_APPS=messenger_auth,messenger_chats,messenger_events,messenger_search,messenger_throttle,messenger_web
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi bench clean
+.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi screenshot bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-28s %s\n", $$1, $$2}'
@@ -22,12 +23,12 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
-venv: $(STAMP) ## create .venv with the core, the four plugins (editable) and the dev tools
+venv: $(STAMP) ## create .venv with the core, the five plugins (editable) and the dev tools
 
 system-deps: ## install the Debian packages the tests use (nginx, docker-compose, chromium) when missing
 	@deploy/system-deps
 
-run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker)
+run: venv ## serve on :8080 with PostgreSQL only (memory cache, embedded search worker); the web client at /
 	$(BIN)/messenger-api
 
 run-dev: venv ## API + consumer from the venv against local PostgreSQL, Redis, RabbitMQ (deploy/.env.dev)
@@ -55,6 +56,9 @@ tests-html-coverage-report: venv system-deps ## tests with an HTML coverage repo
 openapi: venv ## regenerate swagger.yml and the README's settings table from the code
 	$(ALL_APPS) $(BIN)/messenger-api openapi > swagger.yml
 	$(ALL_APPS) $(BIN)/messenger-api settings | $(BIN)/python tools/sync_readme.py
+
+screenshot: venv system-deps ## the README's picture of the web client (docs/web-client.png), taken by its browser test
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_web_client.py -k search_finds --web-screenshot docs/web-client.png
 
 bench: venv ## run the benchmark suite (bounded, loopback only; installs wrk when missing); see bench/README.md
 	@deploy/system-deps wrk

@@ -20,6 +20,19 @@ from support import REDIS_URL, AppServer, base_env, serve_app
 collect_ignore = ["example_plugin"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--web-screenshot PATH``: where the web client's browser test saves the README's screenshot."""
+    parser.addoption("--web-screenshot", default=None, metavar="PATH",
+                     help="save the web client's screenshot (README) to PATH (`make screenshot`)")
+
+
+@pytest.fixture
+def web_screenshot(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where the browser test writes its screenshot: --web-screenshot, else a temporary file."""
+    chosen = request.config.getoption("--web-screenshot")
+    return Path(chosen).resolve() if chosen else tmp_path / "web-client.png"
+
+
 @pytest.fixture
 def database(messenger_database: str) -> str:
     """A new, empty PostgreSQL database for this test (the kit's, dropped afterwards)."""

@@ -27,6 +27,8 @@ PG_USER = kit_settings().postgres_user
 REDIS_URL = kit_settings().redis_url
 RMQ_URL = kit_settings().rmq_url
 ALL_PLUGINS = ("messenger_auth", "messenger_chats", "messenger_events", "messenger_search", "messenger_throttle")
+#: Every plugin of the repository: the API's five and the web client (swagger.yml and the settings table).
+REPO_PLUGINS = (*ALL_PLUGINS, "messenger_web")
 
 
 def base_env(database: str, **overrides: Any) -> dict[str, str]:

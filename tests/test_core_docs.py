@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from support import ALL_PLUGINS, BIN
+from support import BIN, REPO_PLUGINS
 
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN_ENV = {"PATH": str(BIN), "MESSENGER_APPS": ",".join(ALL_PLUGINS)}
+CLEAN_ENV = {"PATH": str(BIN), "MESSENGER_APPS": ",".join(REPO_PLUGINS)}
 
 
 def _generated(*args: str) -> str:

@@ -111,7 +111,7 @@ def dockerfile() -> str:
 def test_dockerfile_installs_the_core_and_every_plugin() -> None:
     text = dockerfile()
     assert PLUGIN_DIRS == ["messenger_auth", "messenger_chats", "messenger_events", "messenger_search",
-                           "messenger_throttle"]
+                           "messenger_throttle", "messenger_web"]
     install = re.search(r"pip install --no-deps --no-build-isolation \.(.*?)\n\s*&&", text, re.S)
     assert install, "the line that installs our own packages"
     for name in PLUGIN_DIRS:

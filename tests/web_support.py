@@ -1,0 +1,104 @@
+"""Helpers of the web client's tests: Debian's Chromium driven by Playwright, a guard on foreign hosts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+
+from support import ALL_PLUGINS
+
+#: The browser of Debian's ``chromium`` package (deploy/system-deps installs it); never a downloaded one.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+WEB_PLUGINS = (*ALL_PLUGINS, "messenger_web")
+PASSWORD = "correct horse battery"
+TIMEOUT_MS = 10_000
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """A headless Chromium for one test."""
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class HostGuard:
+    """Lets requests to the app's origin through; blocks and records every other one."""
+
+    origin: str
+    blocked: list[str] = field(default_factory=list)
+
+    async def handle(self, route: Route) -> None:
+        """Route handler for ``context.route("**/*", ...)``."""
+        url = route.request.url
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" == self.origin:
+            await route.continue_()
+        else:
+            self.blocked.append(url)
+            await route.abort()
+
+
+async def open_page(browser: Browser, url: str, guard: HostGuard, **context: Any) -> Page:
+    """A new context (its own storage: another person) with the guard, at the app's page."""
+    ctx = await browser.new_context(base_url=url, **context)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    await ctx.route("**/*", guard.handle)
+    page = await ctx.new_page()
+    await page.goto("/")
+    return page
+
+
+async def register(page: Page, user_name: str, password: str = PASSWORD) -> None:
+    """Register and log in through the form."""
+    await page.get_by_label("User name").fill(user_name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+async def log_in(page: Page, user_name: str, password: str = PASSWORD) -> None:
+    """Log in through the form."""
+    await page.get_by_label("User name").fill(user_name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+async def create_chat(page: Page, name: str, private: bool = False) -> None:
+    """New chat → name, Private → Create; the chat is open afterwards."""
+    await page.get_by_role("button", name="New chat").click()
+    await page.get_by_label("Chat name").fill(name)
+    if private:
+        await page.get_by_role("checkbox", name="Private").check()
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+async def send(page: Page, text: str) -> None:
+    """Type a message and press Enter (the keyboard path)."""
+    box = page.get_by_role("textbox", name="Message", exact=True)
+    await box.fill(text)
+    await box.press("Enter")
+    await expect(box).to_have_value("")
+
+
+def message_log(page: Page) -> Any:
+    """The open chat's messages (role log)."""
+    return page.get_by_role("log")
+
+
+def chat_button(page: Page, name: str) -> Any:
+    """A chat's entry in the chat list."""
+    return page.get_by_role("list", name="Chats").get_by_role("button", name=name)
