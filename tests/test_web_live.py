@@ -1,0 +1,192 @@
+"""The web client's live parts, two people in two browser contexts: private chats and invite links,
+messages both ways within two seconds, live unread counts, edits and deletes, the long-poll fallback
+and a worker restart.  These need the Conversations and Real-time parts of API.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
+
+from auth_support import bearer, login
+from support import AppServer, serve_app, start_api
+from web_support import (WEB_PLUGINS, HostGuard, chat_button, chromium, create_chat, message_log,
+                         open_page, register, send)
+
+FAST = {"AUTH_SCRYPT_N": "1024", "THROTTLE_RPS": "1000"}
+LIVE_MS = 2000  # "sees it within two seconds, without reloading"
+
+
+@pytest.fixture
+async def web(env: dict[str, str]) -> AsyncIterator[AppServer]:
+    """Every plugin, the web client included, auth on."""
+    async with serve_app({**env, **FAST}, plugins=WEB_PLUGINS) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as instance:
+        yield instance
+
+
+async def invite_link(page: Page) -> str:
+    """Invite → the link shown in the read-only field."""
+    await page.get_by_role("button", name="Invite").click()
+    field = page.get_by_role("textbox", name="Invite link")
+    await expect(field).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/#/join/[0-9a-f]{32}/.+"))
+    assert await field.get_attribute("readonly") is not None
+    return await field.input_value()
+
+
+async def join_by(page: Page, link: str, chat_name: str) -> None:
+    """Open an invite link and press Join; the chat is open afterwards."""
+    await page.goto(link)
+    await page.get_by_role("button", name="Join").click()
+    await expect(page.get_by_role("heading", name=chat_name)).to_be_visible()
+
+
+async def test_two_people_a_private_chat_an_invite_link_and_messages_both_ways_live(
+        web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    ann = await open_page(browser, web.url, guard, viewport={"width": 1100, "height": 700})
+    bob = await open_page(browser, web.url, guard, viewport={"width": 1100, "height": 700})
+    await register(ann, "ann")
+    await create_chat(ann, "plans", private=True)
+    link = await invite_link(ann)
+    # the chat is private: its id alone does not let anybody in
+    await register(bob, "bob")
+    chat_id = link.split("/#/join/")[1].split("/")[0]
+    stranger = await login(web.client, "bob", "correct horse battery")
+    refused = await web.client.post(f"/v1/chats/{chat_id}/users", {"user_name": "bob"}, headers=bearer(stranger))
+    assert (refused.status, refused.json) == (404, {"message": "chat-not-found"})
+    await join_by(bob, link, "plans")
+
+    await send(ann, "hello bob")
+    await expect(message_log(bob)).to_contain_text("hello bob", timeout=LIVE_MS)
+    await send(bob, "hello ann")
+    await expect(message_log(ann)).to_contain_text("hello ann", timeout=LIVE_MS)
+    await expect(message_log(ann).get_by_role("article")).to_have_count(2)
+    await expect(message_log(bob).get_by_role("article")).to_have_count(2)
+
+    # a third chat: bob keeps "plans" open while ann writes in "lobby"; his count goes up live
+    await create_chat(ann, "lobby")
+    await join_by(bob, await invite_link(ann), "lobby")
+    await chat_button(bob, "plans").click()
+    for number in range(1, 4):
+        await send(ann, f"lobby news {number}")
+        await expect(chat_button(bob, "lobby")).to_contain_text(f"{number} unread", timeout=LIVE_MS)
+    await chat_button(bob, "lobby").click()
+    await expect(message_log(bob)).to_contain_text("lobby news 3")
+    await expect(chat_button(bob, "lobby")).not_to_contain_text("unread")
+    await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
+    assert not guard.blocked, guard.blocked
+
+
+async def test_edit_and_delete_are_seen_live_by_the_other_side(web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    ann = await open_page(browser, web.url, guard)
+    bob = await open_page(browser, web.url, guard)
+    await register(ann, "ann")
+    await register(bob, "bob")
+    await create_chat(ann, "edits")
+    await join_by(bob, await invite_link(ann), "edits")
+    await send(ann, "a mesage with a typo")
+    await send(bob, "bob's own words")
+    theirs = message_log(bob)
+    await expect(theirs).to_contain_text("a mesage with a typo", timeout=LIVE_MS)
+    # only the author can edit or delete: ann sees no buttons on bob's message
+    bobs = message_log(ann).get_by_role("article").filter(has_text="bob's own words")
+    await expect(bobs).to_be_visible()
+    await expect(bobs.get_by_role("button")).to_have_count(0)
+
+    mine = message_log(ann).get_by_role("article").filter(has_text="a mesage with a typo")
+    await mine.get_by_role("button", name="Edit").click()
+    editor = mine.get_by_role("textbox", name="Edit message")
+    await editor.fill("a message without a typo")
+    await editor.press("Enter")
+    edited = theirs.get_by_role("article").filter(has_text="a message without a typo")
+    await expect(edited).to_contain_text("(edited)", timeout=LIVE_MS)
+    await expect(theirs).not_to_contain_text("a mesage with a typo")
+
+    await message_log(ann).get_by_role("article").filter(has_text="a message without a typo").get_by_role(
+        "button", name="Delete").click()
+    await expect(theirs).not_to_contain_text("a message without a typo", timeout=LIVE_MS)
+    await expect(message_log(ann)).not_to_contain_text("a message without a typo")
+    await bob.reload()
+    await chat_button(bob, "edits").click()
+    await expect(message_log(bob)).to_contain_text("bob's own words")
+    await expect(message_log(bob)).not_to_contain_text("without a typo")
+    assert not guard.blocked, guard.blocked
+
+
+async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    ann = await open_page(browser, web.url, guard)
+    bob_context = await browser.new_context(base_url=web.url)
+    bob_context.set_default_timeout(10_000)
+    await bob_context.route("**/*", guard.handle)
+    refused: list[str] = []
+
+    async def refuse(socket: WebSocketRoute) -> None:
+        refused.append(socket.url)
+        await socket.close(code=1011)
+    await bob_context.route_web_socket(re.compile(r".*/v1/events$"), refuse)
+    bob = await bob_context.new_page()
+    polls: list[str] = []
+    bob.on("request", lambda request: polls.append(request.url) if "wait=" in request.url else None)
+    await bob.goto("/")
+    await register(ann, "ann")
+    await register(bob, "bob")
+    await create_chat(ann, "fallback")
+    await join_by(bob, await invite_link(ann), "fallback")
+    await send(ann, "carried by a long-poll")
+    await expect(message_log(bob)).to_contain_text("carried by a long-poll", timeout=LIVE_MS)
+    await send(bob, "and back over the socket")
+    await expect(message_log(ann)).to_contain_text("and back over the socket", timeout=LIVE_MS)
+    assert refused and polls, (refused, polls)
+    assert not guard.blocked, guard.blocked
+
+
+async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
+        env: dict[str, str], browser: Browser, tmp_path: Path) -> None:
+    settings = {**env, **FAST}
+    proc, client = await start_api(settings, tmp_path / "first.log")
+    port = client.base_url.rsplit(":", 1)[1]
+    try:
+        guard = HostGuard(client.base_url)
+        ann = await open_page(browser, client.base_url, guard)
+        await register(ann, "ann")
+        await create_chat(ann, "steady")
+        await send(ann, "before the restart")
+        await expect(message_log(ann)).to_contain_text("before the restart")
+        session = await ann.evaluate("localStorage.getItem('messenger.session')")
+        chat_id = await chat_button(ann, "steady").get_attribute("data-chat-id")
+        user_id = (await client.get(f"/v1/chats/{chat_id}/messages?limit=1", headers=bearer(session))).json[
+            "messages"][0]["user_id"]
+        assert proc.stop() == 0
+        proc, client = await start_api({**settings, "PORT": port}, tmp_path / "second.log")
+        # posted while the page is still reconnecting: it arrives through the resumed iterator
+        for number in range(1, 4):
+            resp = await client.post(f"/v1/chats/{chat_id}/messages?user_id={user_id}",
+                                     {"message": f"after the restart {number}"}, headers=bearer(session))
+            assert resp.status == 201, resp
+        log = message_log(ann)
+        await expect(log).to_contain_text("after the restart 3", timeout=15_000)
+        texts = await log.locator(".text").all_inner_texts()
+        assert texts == ["before the restart"] + [f"after the restart {n}" for n in range(1, 4)]
+        await send(ann, "still here")
+        await expect(log).to_contain_text("still here", timeout=LIVE_MS)
+        page = await client.get(f"/v1/chats/{chat_id}/messages?limit=100", headers=bearer(session))
+        stored = [m["text"] for m in page.json["messages"]]
+        assert stored == texts + ["still here"]
+        # a reload keeps the session: the app comes back, not the login
+        await ann.reload()
+        await expect(ann.get_by_role("button", name="Log out")).to_be_visible()
+        assert not guard.blocked, guard.blocked
+    finally:
+        proc.stop()
