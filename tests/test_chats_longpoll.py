@@ -138,3 +138,20 @@ async def test_long_poll_with_auth(env: dict[str, str]) -> None:
         message_id = await say(alice, chat, user, "hello")
         resp = await waiting
         assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [message_id]
+
+
+async def test_held_long_polls_are_a_gauge_on_metrics(env: dict[str, str]) -> None:
+    async with chats_server(env) as srv:
+        chat = await new_chat(srv.client)
+        await join(srv.client, chat)
+        _, start = await read_page(srv.client, chat, 5)
+
+        async def gauge(value: float) -> bool:
+            text = (await srv.client.get("/metrics")).body.decode()
+            return f"messenger_longpolls_held {value}" in text
+        waiting = [asyncio.ensure_future(srv.client.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=4",
+                                                        timeout=30)) for _ in range(2)]
+        await poll(lambda: held(srv.runtime, 2))
+        await poll(lambda: gauge(2.0), timeout=10)  # sampled every second
+        assert [(await request).status for request in waiting] == [200, 200]  # their wait ran out
+        await poll(lambda: gauge(0.0), timeout=10)
