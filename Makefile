@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
-venv: $(STAMP) ## create .venv with the core, the five plugins (editable) and the dev tools
+venv: $(STAMP) ## create .venv with the core, the six plugins (editable) and the dev tools
 
 system-deps: ## install the Debian packages the tests use (nginx, docker-compose, chromium) when missing
 	@deploy/system-deps
