@@ -32,6 +32,10 @@ COMPONENTS = {
                    "description": "The chat's id (32 hex characters)"},
     },
     "responses": {
+        "ChatNotFoundOrNoAccount": {
+            "description": "chat-not-found (no such chat, or one the account is not in), not-found (auth off: "
+                           "the operation needs an account)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "ChatNotFound": {
             "description": "chat-not-found (no such chat, or with auth on, one the account has not joined)",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},

@@ -82,11 +82,7 @@ class ChatsHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: ChatSummaryList
-          401:
-            description: auth-failed, invalid-session-id, session-id-expired
-            content:
-              application/json:
-                schema: Error
+          401: Unauthorized
           404:
             description: not-found (auth off)
             content:
@@ -409,16 +405,8 @@ class InvitesHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: ChatInvite
-          401:
-            description: auth-failed, invalid-session-id, session-id-expired
-            content:
-              application/json:
-                schema: Error
-          404:
-            description: chat-not-found (no such chat, or one the account is not in), not-found (auth off)
-            content:
-              application/json:
-                schema: Error
+          401: Unauthorized
+          404: ChatNotFoundOrNoAccount
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
@@ -456,16 +444,8 @@ class ReadHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          401:
-            description: auth-failed, invalid-session-id, session-id-expired
-            content:
-              application/json:
-                schema: Error
-          404:
-            description: chat-not-found (no such chat, or one the account is not in), not-found (auth off)
-            content:
-              application/json:
-                schema: Error
+          401: Unauthorized
+          404: ChatNotFoundOrNoAccount
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
