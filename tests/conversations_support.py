@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from chats_support import HEX32
+from search_support import read_results, start_search, wait_status
 from support import AppServer, Client, Response, serve_app
 
 AUTH_AND_CHATS = ("messenger_auth", "messenger_chats")
@@ -121,3 +122,10 @@ async def texts_of(client: Client, chat: str, limit: int = 100, start: str | Non
     for message in resp.json["messages"]:
         assert set(message) == MESSAGE_KEYS, message
     return [message["text"] for message in resp.json["messages"]]
+
+
+async def found(client: Client, word: str) -> list[str]:
+    """The texts a new search finds."""
+    task = await start_search(client, word)
+    await wait_status(client, task)
+    return [r["text"] for r in (await read_results(client, task))[0]]

@@ -12,23 +12,15 @@ import psycopg
 import pytest
 
 from chats_support import chats_server, join, read_page, say, table_counts
-from conversations_support import (MESSAGE_KEYS, WITH_SEARCH, account, auth_server, create, delete,
+from conversations_support import (MESSAGE_KEYS, WITH_SEARCH, account, auth_server, create, delete, found,
                                    edit, mark, member_of, my_chats, on, remove, texts_of, unread_of)
-from search_support import read_results, start_search, wait_status
-from support import AppServer, Client, assert_error, conninfo, poll, start_api
+from support import AppServer, assert_error, conninfo, poll, start_api
 
 
 @pytest.fixture
 async def srv(env: dict[str, str]) -> AsyncIterator[AppServer]:
     async with auth_server(env, plugins=WITH_SEARCH) as server:
         yield server
-
-
-async def found(client: Client, word: str) -> list[str]:
-    """The texts a new search finds."""
-    task = await start_search(client, word)
-    await wait_status(client, task)
-    return [r["text"] for r in (await read_results(client, task))[0]]
 
 
 async def test_authors_edit_and_delete_their_messages(srv: AppServer, database: str) -> None:

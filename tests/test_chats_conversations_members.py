@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from chats_support import chats_server, join, page, say, table_counts
-from conversations_support import (FAST_HASH, WITH_SEARCH, account, auth_server, create, invite_to, member_of,
+from conversations_support import (FAST_HASH, WITH_SEARCH, account, auth_server, create, found, invite_to, member_of,
                                    members, my_chats, on, remove, texts_of)
-from search_support import read_results, start_search, wait_status
 from support import AppServer, Client, assert_error, start_api
 
 
@@ -18,13 +17,6 @@ from support import AppServer, Client, assert_error, start_api
 async def srv(env: dict[str, str]) -> AsyncIterator[AppServer]:
     async with auth_server(env, plugins=WITH_SEARCH) as server:
         yield server
-
-
-async def found(client: Client, word: str) -> list[str]:
-    """The texts a new search finds."""
-    task = await start_search(client, word)
-    await wait_status(client, task)
-    return [r["text"] for r in (await read_results(client, task))[0]]
 
 
 async def test_members_leave_and_the_owner_removes(srv: AppServer, database: str) -> None:
