@@ -30,8 +30,16 @@ COMPONENTS = {
     "parameters": {
         "ChatId": {"in": "path", "name": "chat_id", "required": True, "schema": {"type": "string"},
                    "description": "The chat's id (32 hex characters)"},
+        "MessageId": {"in": "path", "name": "message_id", "required": True, "schema": {"type": "string"},
+                      "description": "The message's id (32 hex characters)"},
+        "AuthorMemberId": {"in": "query", "name": "user_id", "required": False, "schema": {"type": "string"},
+                           "description": "With auth off, the author member"},
     },
     "responses": {
+        "MessageNotFound": {
+            "description": "chat-not-found (no such chat, or with auth on one the account is not in), "
+                           "message-not-found (no such message in the chat, deleted, or not the caller's)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "ChatNotFoundOrNoAccount": {
             "description": "chat-not-found (no such chat, or one the account is not in), not-found (auth off: "
                            "the operation needs an account)",

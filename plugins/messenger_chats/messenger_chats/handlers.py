@@ -480,16 +480,8 @@ class MessageHandler(ChatsBaseHandler):
         tags: [chats]
         parameters:
           - ChatId
-          - in: path
-            name: message_id
-            required: true
-            schema: {type: string}
-            description: The message's id (32 hex characters)
-          - in: query
-            name: user_id
-            required: false
-            schema: {type: string}
-            description: With auth off, the author member
+          - MessageId
+          - AuthorMemberId
         requestBody:
           required: true
           content:
@@ -506,12 +498,7 @@ class MessageHandler(ChatsBaseHandler):
             content:
               application/json:
                 schema: Error
-          404:
-            description: chat-not-found (no such chat, or with auth on one the account is not in),
-              message-not-found (no such message in the chat, deleted, or not the caller's)
-            content:
-              application/json:
-                schema: Error
+          404: MessageNotFound
           503: DatabaseUnavailable
         """
         chat = self.chat_from_path(chat_id)
@@ -531,16 +518,8 @@ class MessageHandler(ChatsBaseHandler):
         tags: [chats]
         parameters:
           - ChatId
-          - in: path
-            name: message_id
-            required: true
-            schema: {type: string}
-            description: The message's id (32 hex characters)
-          - in: query
-            name: user_id
-            required: false
-            schema: {type: string}
-            description: With auth off, the author member
+          - MessageId
+          - AuthorMemberId
         responses:
           204:
             description: Deleted
