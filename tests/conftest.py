@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from chats_support import chats_server
 from example_helpers import example_venv
+import web_support
 from support import REDIS_URL, AppServer, base_env, serve_app
 
 # the example plugin's own tests run in the plugin's virtual environment (test_core_packaging.py)
@@ -74,3 +75,17 @@ async def chats(env: dict[str, str]) -> AsyncIterator[AppServer]:
 def example_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin dir of a fresh venv with the example plugin pip-installed, for subprocess servers."""
     return example_venv(tmp_path_factory.mktemp("example-venv"))
+
+
+@pytest.fixture
+async def web(env: dict[str, str]) -> AsyncIterator[AppServer]:
+    """Every plugin, the web client included, auth on (the browser tests' server)."""
+    async with serve_app({**env, **web_support.FAST}, plugins=web_support.WEB_PLUGINS) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator["web_support.Browser"]:
+    """Debian's headless Chromium, driven by Playwright."""
+    async with web_support.chromium() as instance:
+        yield instance

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,24 +19,10 @@ from playwright.async_api import Error as PlaywrightError
 from auth_support import bearer, new_session
 from chats_support import join, new_chat, say
 from support import AppServer, TcpProxy, poll, serve_app
-from web_support import (WEB_PLUGINS, HostGuard, chat_button, chromium, create_chat, log_in, message_log,
-                         open_page, register, send)
+from web_support import (FAST, WEB_PLUGINS, HostGuard, chat_button, create_chat, log_in, message_log, open_page,
+                         register, send)
 
-FAST = {"AUTH_SCRYPT_N": "1024", "THROTTLE_RPS": "1000"}
 ASSET = re.compile(r'(?:src|href)="(/web/[0-9a-f]{16}/[a-z]+\.(?:js|css|svg))"')
-
-
-@pytest.fixture
-async def web(env: dict[str, str]) -> AsyncIterator[AppServer]:
-    """Every plugin, the web client included, auth on."""
-    async with serve_app({**env, **FAST}, plugins=WEB_PLUGINS) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as instance:
-        yield instance
 
 
 @pytest.fixture

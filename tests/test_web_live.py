@@ -6,32 +6,15 @@ and a worker restart.  These need the Conversations and Real-time parts of API.m
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from auth_support import bearer, login
-from support import AppServer, serve_app, start_api
-from web_support import (WEB_PLUGINS, HostGuard, chat_button, chromium, create_chat, message_log,
-                         open_page, register, send)
+from support import AppServer, start_api
+from web_support import (FAST, HostGuard, chat_button, create_chat, message_log, open_page, register, send)
 
-FAST = {"AUTH_SCRYPT_N": "1024", "THROTTLE_RPS": "1000"}
 LIVE_MS = 2000  # "sees it within two seconds, without reloading"
-
-
-@pytest.fixture
-async def web(env: dict[str, str]) -> AsyncIterator[AppServer]:
-    """Every plugin, the web client included, auth on."""
-    async with serve_app({**env, **FAST}, plugins=WEB_PLUGINS) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as instance:
-        yield instance
 
 
 async def invite_link(page: Page) -> str:

@@ -102,3 +102,7 @@ def message_log(page: Page) -> Any:
 def chat_button(page: Page, name: str) -> Any:
     """A chat's entry in the chat list."""
     return page.get_by_role("list", name="Chats").get_by_role("button", name=name)
+
+
+#: settings that keep browser tests quick: a cheap password hash, no throttling in the way
+FAST = {"AUTH_SCRYPT_N": "1024", "THROTTLE_RPS": "1000"}
