@@ -1,9 +1,12 @@
-"""Small asyncio helpers of the core: awaiting hook results, and one capped exponential backoff."""
+"""Small asyncio helpers of the core: awaiting hook results, a bounded shutdown step, one capped
+exponential backoff."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 
@@ -15,6 +18,24 @@ async def resolve(value: Any) -> Any:
 async def gather(results: Iterable[Any]) -> list[Any]:
     """Resolve every result of a hook call, in order."""
     return [await resolve(value) for value in results]
+
+
+async def bounded(name: str, awaitable: Awaitable[Any], timeout: float, logger: logging.Logger) -> bool:
+    """Await ``awaitable`` for at most ``timeout`` seconds; True when it finished in time.
+
+    A shutdown step that overruns (a peer that never answers, a loop that swallowed its cancel) is
+    cancelled and left behind with a warning naming it, so that one stuck closer cannot keep the
+    process from exiting.  Unlike ``asyncio.wait_for`` this does not wait for the cancel to take.
+    """
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        logger.warning("shutdown: %s did not finish within %.1fs; going on without it", name, timeout)
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("shutdown: %s failed", name, exc_info=task.exception())
+    return True
 
 
 class Backoff:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -29,6 +31,8 @@ def boot(environ: Mapping[str, str] | None = None) -> tuple[Config, PluginManage
     environ = os.environ if environ is None else environ
     core = load_core(environ)
     setup_logging(core.log_level, core.log_format)
+    # SIGUSR1 prints every thread's stack to stderr: what a process that will not stop is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     plugins = PluginManager(core)
     return plugins.load_config(core, environ), plugins
 

@@ -270,7 +270,7 @@ class NearCache:
 
     async def _follow_forever(self) -> None:
         backoff = Backoff(RETRY_FIRST, RETRY_LAST)
-        while True:
+        while not self._closed:  # a cancel that a client library turned into an error still ends it
             pubsub = self.client.pubsub()
             try:
                 await self._follow(pubsub)

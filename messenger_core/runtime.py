@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import db as dbmod
@@ -18,12 +18,13 @@ from .broker import TaskQueue, make_queue
 from .contributions import Contributions
 from .cache import Cache, make_cache, redis_client
 from .near import NearCache, make_near_cache
-from .aio import Backoff, gather
+from .aio import Backoff, bounded, gather
 from .plugins import PluginManager
 from .pubsub import PubSub
 from .settings import Config
 
 log = logging.getLogger("messenger.runtime")
+STOP_STEP_SECONDS = 3.0  # most seconds one shutdown step (a pool, a connection, the plugins' hooks) may take
 
 
 class Runtime:
@@ -126,18 +127,26 @@ class Runtime:
                 log.exception("a drain callback failed")
 
     async def stop(self) -> None:
-        """Drain, stop plugins, then the LISTEN connection, the queue, the near cache, cache, Redis, pool."""
+        """Drain, stop plugins, then the LISTEN connection, the queue, the near cache, cache, Redis, pool.
+
+        Each step gets at most ``STOP_STEP_SECONDS``: one that overruns is logged by name and left
+        behind, so that the process still exits.
+        """
         if self._migrator is not None:
             self._migrator.cancel()
         if self._sampler is not None:
             self._sampler.cancel()
         self.drain()
-        await gather(self.plugins.hook.messenger_shutdown(runtime=self))
-        await self.pubsub.close()
-        await self.queue.close()
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("the plugins' shutdown hooks", lambda: gather(self.plugins.hook.messenger_shutdown(runtime=self))),
+            ("the LISTEN connection", self.pubsub.close),
+            ("the task queue", self.queue.close),
+        ]
         if self.near is not None:
-            await self.near.close()
-        await self.cache.close()
+            steps.append(("the near cache", self.near.close))
+        steps.append(("the cache", self.cache.close))
         if self._redis is not None:
-            await self._redis.aclose()
-        await self.db.close()
+            steps.append(("the Redis client", self._redis.aclose))
+        steps.append(("the PostgreSQL pool", self.db.close))
+        for name, step in steps:
+            await bounded(name, step(), STOP_STEP_SECONDS, log)

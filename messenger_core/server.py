@@ -28,6 +28,7 @@ from .web import LINGER_BYTES
 
 log = logging.getLogger("messenger.server")
 STARTUP_GRACE = 30.0  # most seconds a worker of several waits for its first migration attempt
+LEFTOVER_SECONDS = 2.0  # most seconds the tasks still running after shutdown get to take their cancel
 
 
 def resolve_workers(workers: int) -> int:
@@ -78,6 +79,30 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
     log.info("stopped")
 
 
+def run_worker(config: Config, plugins: PluginManager, processes: int) -> None:
+    """Run :func:`serve_worker` on a new event loop; cancel what is left, waiting a bounded time.
+
+    ``asyncio.run`` would wait without limit for every leftover task to take its cancel, so one
+    that never does (a reconnect loop that mistook its cancel for a network error) would keep a
+    stopped process alive until something SIGKILLs it.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve_worker(config, plugins, processes))
+        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            _, pending = loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_SECONDS))
+            for task in pending:
+                log.warning("shutdown: %r ignored its cancel; exiting without it", task.get_coro())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
     """A worker whose supervisor died (SIGKILL, OOM) shuts down instead of serving on unsupervised."""
     while os.getppid() == parent:
@@ -104,7 +129,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                asyncio.run(serve_worker(self.config, self.plugins, self.workers))
+                run_worker(self.config, self.plugins, self.workers)
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("worker failed")
                 code = 1
@@ -166,7 +191,7 @@ def serve(config: Config, plugins: PluginManager) -> int:
         raise StartupError(f"METRICS_DIR={config.metrics_dir!r}: {exc}") from None
     try:
         if workers == 1:
-            asyncio.run(serve_worker(config, plugins, 1))
+            run_worker(config, plugins, 1)
             return 0
         for sock in bind_sockets(config.port, config.host or None, reuse_port=True):
             sock.close()  # fail here, once, when the port is taken

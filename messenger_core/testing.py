@@ -138,7 +138,7 @@ def base_env(database: str, **overrides: Any) -> dict[str, str]:
         "POSTGRES_DB": database,
         "REDIS_URL": kit.redis_url,
         "CACHE_PREFIX": f"mt-{RUN_ID}-{database[-6:]}:",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("KIT_LOG_LEVEL", "WARNING"),
         "ACCESS_LOG": "0",
         "WORKERS": "1",
         "HOST": "127.0.0.1",
@@ -320,8 +320,11 @@ class Process:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGUSR1)  # each process prints its threads' stacks
+                time.sleep(1.0)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+                sys.stderr.write(f"{self.proc.args} did not stop within {timeout:.0f}s; its log:\n{self.log}\n")
         self.log_file.close()
         return self.proc.returncode
 
