@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from messenger_core import RequestHook, hookimpl
 
-from .limiter import throttle_of, throttle_request
 from .settings import ThrottleSettings
+from .state import start, throttle_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -26,7 +26,12 @@ def messenger_request_hooks(config: "Config") -> list[RequestHook]:
     """The per-client request limit, unless nginx does that job (``NGINX_THROTTLING``)."""
     if config.throttle.nginx_throttling:
         return []
-    return [RequestHook("throttle", 100, throttle_request)]
+    return [RequestHook("throttle", 100, _throttle_request)]
+
+
+async def _throttle_request(handler: "BaseHandler") -> None:
+    """The ``throttle`` request hook (order 100, before auth): the per-client request limit."""
+    await throttle_of(handler.runtime).check_request(handler)
 
 
 @hookimpl
@@ -45,4 +50,4 @@ async def messenger_attempt_succeeded(handler: "BaseHandler", scope: str, key: s
 def messenger_startup(runtime: "Runtime") -> None:
     """Create the API process's limiters (after the fork, so Redis connections are per process)."""
     if runtime.role == "api":
-        throttle_of(runtime)
+        start(runtime)

@@ -1,6 +1,6 @@
 """The limits: requests per client per sliding second, and sensitive attempts (login, register) per minute.
 
-One :class:`Throttle` per process lives in ``runtime.state["messenger_throttle"]``.  The request
+One :class:`Throttle` per process lives in ``runtime.state`` (see :mod:`.state`).  The request
 limiter fails open when its backend cannot answer; the attempt limiter falls back to this
 process's memory counters instead, so login protection never disappears with Redis.
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from messenger_core import ApiError
+from messenger_core import ApiError, request_limit_exceeded
 
-from .backends import Backend, Decision, MemoryBackend, RedisBackend
+from .backends import Backend, MemoryBackend, RedisBackend
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -25,15 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .settings import ThrottleSettings
 
-STATE_KEY = "messenger_throttle"
 WINDOW = 1.0  # seconds: THROTTLE_RPS counts requests in any sliding window this long
 ATTEMPT_PERIOD = 60  # seconds: LOGIN_ATTEMPTS_PER_MINUTE counts attempts in the current calendar minute
 KEY_PREFIX = "throttle:"
-
-
-def request_limit_exceeded(decision: Decision) -> ApiError:
-    """429 ``request-limit-exceeded`` with ``Retry-After`` in whole seconds (at least 1)."""
-    return ApiError(429, "request-limit-exceeded", {"Retry-After": decision.retry_after_header})
 
 
 class Throttle:
@@ -75,7 +69,7 @@ class Throttle:
         # Backend unreachable: the request passes uncounted, so the client has its full budget.
         handler.set_sticky_header("X-RateLimit-Remaining", str(limit if decision is None else decision.remaining))
         if decision is not None and not decision.allowed:
-            raise request_limit_exceeded(decision)
+            raise request_limit_exceeded(decision.retry_after_header)
 
     async def check_attempt(self, handler: "BaseHandler", scope: str, key: str) -> None:
         """Count one ``scope`` attempt of this client; 429 for the rest of the minute past a limit."""
@@ -88,7 +82,7 @@ class Throttle:
             backend = self.fallback
             decision = await backend.attempt(limits, ATTEMPT_PERIOD)
         if not decision.allowed:
-            raise request_limit_exceeded(decision)
+            raise request_limit_exceeded(decision.retry_after_header)
         self._counted[handler] = backend
 
     async def attempt_succeeded(self, handler: "BaseHandler", scope: str, key: str) -> None:
@@ -98,16 +92,3 @@ class Throttle:
             return
         await backend.release([name for name, _ in self.attempt_limits(scope, key, handler.client_ip)],
                               ATTEMPT_PERIOD)
-
-
-def throttle_of(runtime: "Runtime") -> Throttle:
-    """The process's :class:`Throttle` (created on first use)."""
-    throttle = runtime.state.get(STATE_KEY)
-    if throttle is None:
-        throttle = runtime.state[STATE_KEY] = Throttle(runtime)
-    return throttle
-
-
-async def throttle_request(handler: "BaseHandler") -> None:
-    """The ``throttle`` request hook (order 100, before auth)."""
-    await throttle_of(handler.runtime).check_request(handler)
