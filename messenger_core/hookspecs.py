@@ -90,14 +90,15 @@ def messenger_request_hooks(config: "Config") -> "list[RequestHook]":  # pylint:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":  # pylint: disable=unused-argument
     """Resolve who is calling, from the request's credentials.
 
     Return an :class:`~messenger_core.Identity`, ``None`` when this implementation does not
     recognise the request's credentials (or authentication is switched off), or raise
     ``ApiError(401, ...)`` for bad ones.  The core awaits each implementation in turn (``async
-    def`` ones included) and takes the first result that is not None.
+    def`` ones included, in pluggy's call order: the last registered first, ``tryfirst`` ones
+    before) and takes the first result that is not None; the rest are not called.
 
     When it runs: at most once per request, on the first ``await handler.authenticate()``, which
     memoizes the identity (or the 401) for the rest of the request.  Request hooks run in
@@ -110,7 +111,7 @@ def messenger_authenticate(handler: "BaseHandler") -> "Identity | None":  # pyli
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def messenger_session_identity(  # pylint: disable=unused-argument
         runtime: "Runtime", session_id: "str | None") -> "Identity | None":
     """Resolve a bare session id that did not come in a request header (a WebSocket's first frame).
@@ -119,6 +120,8 @@ def messenger_session_identity(  # pylint: disable=unused-argument
     authentication is switched off, or raise ``ApiError(401, code)`` with the code a request with
     that session in its header would get: ``auth-failed`` for ``None`` or a value that is not a UUID,
     ``invalid-session-id``, ``session-id-expired``.  So ``session_id=None`` also asks "is auth on?".
+    Called like :func:`messenger_authenticate`: each implementation in turn, the first result that
+    is not None wins.
     A plugin that ends sessions early (logout) announces it with ``pg_notify`` on
     :data:`~messenger_core.pubsub.SESSIONS_CHANNEL`, payload the session's 32-hex id.
     """
