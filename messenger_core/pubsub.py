@@ -60,7 +60,6 @@ class PubSub:
         self._listening: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._live_event: asyncio.Event | None = None
 
     def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
         """Call ``callback(payload)`` for every notification on ``channel`` (opens the connection)."""
@@ -84,18 +83,6 @@ class PubSub:
         """Start listening (``subscribe`` does it); needs a running event loop."""
         if self._task is None and not self._closed and self._callbacks:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
-
-    async def wait_live(self, timeout: float) -> bool:
-        """Wait until ``LISTEN`` is in place (for start-up and tests); False after ``timeout`` seconds."""
-        if self.live:
-            return True
-        if self._live_event is None:
-            self._live_event = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._live_event.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
@@ -125,8 +112,6 @@ class PubSub:
     def _went_down(self) -> None:
         self.live = False
         self._listening.clear()
-        if self._live_event is not None:
-            self._live_event.clear()
 
     async def _listen(self) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -141,8 +126,6 @@ class PubSub:
             self.live = True
             self.connections += 1
             self.health.succeeded()
-            if self._live_event is not None:
-                self._live_event.set()
             self._run_resync()
             while True:
                 got = False
