@@ -35,6 +35,8 @@ CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row
                                      "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 #: Most seconds /ping_db waits for PostgreSQL (a readiness probe answers within a few hundred ms).
 PING_TIMEOUT = 0.5
+#: Most seconds one readiness probe runs before it gives up (callers stopped waiting long before).
+PROBE_LIMIT = 2.0
 MIGRATION_LOCK = 7_214_001  # pg_advisory_lock key: one migrator at a time across processes
 
 
@@ -50,6 +52,7 @@ class Database:
         self._lanes: list[Lane] = []
         self._ping_conn: psycopg.AsyncConnection | None = None
         self._ping: asyncio.Future[bool] | None = None
+        self._ping_started = 0.0
         self.pool = AsyncConnectionPool(
             config.postgres_conninfo,
             min_size=1,
@@ -72,6 +75,9 @@ class Database:
             self.ready = False
             for lane in self._lanes:
                 await lane.release()
+            if self._ping is not None and not self._ping.done():
+                self._ping.cancel()  # a probe stuck on a silent network: not waited for
+                await asyncio.wait({self._ping}, timeout=PING_TIMEOUT)
             if self._ping_conn is not None:
                 await self._ping_conn.close()
             await self.pool.close(timeout=2.0)
@@ -168,21 +174,33 @@ class Database:
             return cur.rowcount
 
     async def ping(self) -> bool:
-        """``SELECT 1`` within ``PING_TIMEOUT`` on a connection of its own; False until ready.
+        """``SELECT 1`` on a connection of its own; an answer within ``PING_TIMEOUT``; False until ready.
 
-        The probe does not queue behind a busy pool: it keeps one connection beside it, and
-        concurrent probes share one round trip.  After an outage the pool must serve again before
-        the probe says ready.
+        The probe does not queue behind a busy pool: it keeps one connection beside it.  It runs as a
+        background task that the callers only wait for: concurrent callers share one round trip, and
+        none waits longer than ``PING_TIMEOUT`` after that probe started, so while a probe is stuck (a
+        silent network: no answer, no reset) every caller is told "not ready" at once instead of
+        starting another one.  The probe itself gives up after :data:`PROBE_LIMIT`; psycopg may then
+        spend a few more seconds cancelling its query, still in the background.  After an outage the
+        pool must serve again before the probe says ready.
         """
         if not self.ready:
             return False
+        loop = asyncio.get_running_loop()
         if self._ping is None or self._ping.done():
             self._ping = asyncio.ensure_future(self._ping_once())
-        return await asyncio.shield(self._ping)
+            self._ping_started = loop.time()
+        probe = self._ping
+        left = self._ping_started + PING_TIMEOUT - loop.time()
+        if left > 0 and not probe.done():
+            await asyncio.wait({probe}, timeout=left)
+        if not probe.done():
+            return False
+        return not probe.cancelled() and probe.exception() is None and probe.result()
 
     async def _ping_once(self) -> bool:
         try:
-            async with asyncio.timeout(PING_TIMEOUT):
+            async with asyncio.timeout(PROBE_LIMIT):
                 if self._ping_conn is None or self._ping_conn.closed:
                     self._ping_conn = await psycopg.AsyncConnection.connect(self.config.postgres_conninfo,
                                                                             **CONNECTION_KWARGS)
