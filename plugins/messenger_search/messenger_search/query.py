@@ -8,10 +8,13 @@ The configuration name is a constant: what it stems is changed through ``SEARCH_
 
 Matching rows come through a server-side cursor in batches; each FETCH runs under a
 ``statement_timeout`` of the time left, so the task stops at ``SEARCH_TIMEOUT`` with the newest
-matches of what it had scanned.  Only ``(created_at, id)`` travel in that phase; the texts of the
-kept matches are read afterwards by primary key.  Deleted messages (``deleted_at``, see
-``messenger_chats.api``) are left out in both phases, so a task started after a delete never shows it
-and one started after an edit matches and shows the new text.
+matches of what it had scanned.  Only ``(created_at, id)`` travel in that phase; the texts of
+the kept matches are read afterwards by primary key, newest first, only as many as fit in
+``SEARCH_MAX_BYTES`` (counted on the texts' bytes in SQL, then exactly on the JSON), so neither
+the worker nor a results page ever holds a task's worth of six-fold escaped long messages.
+Deleted messages (``deleted_at``, see ``messenger_chats.api``) are left out in both phases, so a
+task started after a delete never shows it and one started after an edit matches and shows the
+new text.
 """
 
 from __future__ import annotations
@@ -43,10 +46,24 @@ WHERE chat_id = ANY(%(chats)s::uuid[])
   AND {DOCUMENT} @@ websearch_to_tsquery('{TS_CONFIG}', %(query)s)
 """
 
+# The kept matches' rows, newest first, stopping once the texts before a row already hold
+# ``max_bytes`` bytes (a result's JSON is never shorter than its UTF-8 text plus ``overhead``), so a
+# worker never loads much more than a task's bound; the newest always comes.
 ROWS_SQL = """
-SELECT id, chat_id, member_id, text, created_at FROM messages
-WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL
+SELECT id, chat_id, member_id, text, created_at FROM (
+    SELECT id, chat_id, member_id, text, created_at,
+           sum(octet_length(text) + %(overhead)s) OVER (ORDER BY created_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+               - octet_length(text) - %(overhead)s AS before
+    FROM messages
+    WHERE id = ANY(%(ids)s::uuid[]) AND deleted_at IS NULL
+) AS sized
+WHERE before < %(max_bytes)s
+ORDER BY created_at DESC, id DESC
 """
+#: Bytes of a result's JSON besides its text (three ids, the timestamp, keys, punctuation): 197, rounded down.
+RESULT_OVERHEAD = 192
+#: Bytes of a results page besides its results: ``{"messages":[],"next":{"iterator":"123456789"}}``.
+PAGE_ENVELOPE = 48
 
 
 def result_json(row: dict[str, Any]) -> bytes:
@@ -90,9 +107,22 @@ async def _scan(conn: psycopg.AsyncConnection, chats: Sequence[UUID], query: str
         return best, False
 
 
-async def search(db: Database, chats: Sequence[UUID], query: str, limit: int,
-                 timeout: float) -> tuple[list[bytes], bool]:
-    """Matches of ``query`` in ``chats``, newest first (JSON objects), and whether the scan completed."""
+def within(results: list[bytes], max_bytes: int) -> list[bytes]:
+    """The first ``results`` whose page (with its commas and envelope) stays within ``max_bytes``; at least one."""
+    size = PAGE_ENVELOPE
+    for count, item in enumerate(results):
+        size += len(item) + (1 if count else 0)
+        if size > max_bytes and count:
+            return results[:count]
+    return results
+
+
+async def search(db: Database, chats: Sequence[UUID], query: str, limit: int, timeout: float,
+                 max_bytes: int) -> tuple[list[bytes], bool]:
+    """Matches of ``query`` in ``chats``, newest first (JSON objects), and whether the scan completed.
+
+    At most ``limit`` matches, and no more of them than fit in ``max_bytes`` of a results page.
+    """
     if not chats:
         return [], True
     loop = asyncio.get_running_loop()
@@ -101,7 +131,7 @@ async def search(db: Database, chats: Sequence[UUID], query: str, limit: int,
         best, complete = await _scan(conn, chats, query, limit, deadline)
         if not best:
             return [], complete
-        cur = await conn.execute(ROWS_SQL, {"ids": [item[1] for item in best]})
+        cur = await conn.execute(ROWS_SQL, {"ids": [item[1] for item in best], "max_bytes": max_bytes,
+                                            "overhead": RESULT_OVERHEAD})
         rows = await cur.fetchall()
-    rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
-    return [result_json(row) for row in rows], complete
+    return within([result_json(row) for row in rows], max_bytes), complete

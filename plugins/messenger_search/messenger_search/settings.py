@@ -19,6 +19,12 @@ class SearchSettings(Section):
                         "configuration copies at start (re-indexing when they differ); the default stems "
                         "Russian and English words")
     max_results = Setting("SEARCH_MAX_RESULTS", integer(1, 10000), 100, "Most results one search task keeps")
+    max_bytes = Setting("SEARCH_MAX_BYTES", integer(1024), 1024 * 1024,
+                        "Most bytes of one task's results (as JSON): the newest results up to it are kept "
+                        "(always at least one), so no results page passes it")
+    max_pending = Setting("SEARCH_MAX_PENDING", integer(1, 10000), 10,
+                          "Outstanding (WAITING or IN_PROCESS) tasks one account, or without a session one "
+                          "client address, may have; past it 429 request-limit-exceeded")
     timeout = Setting("SEARCH_TIMEOUT", number(0.1), 5.0,
                       "Seconds a search task may query; it then ends SUCCESS with what it found")
     task_ttl = Setting("SEARCH_TASK_TTL", integer(1), 300,

@@ -83,7 +83,7 @@ async def run_search(payload: dict[str, Any], runtime: "Runtime", attempt: int) 
     async def query() -> tuple[list[bytes], bool]:
         chats = await scope(runtime, payload)
         return await search(runtime.db, chats, payload["query"], state.settings.max_results,
-                            state.settings.timeout)
+                            state.settings.timeout, state.settings.max_bytes)
     results, complete = await _patiently(state, query)
     if not complete:
         log.info("search task %s stopped at the %.1fs deadline with %d results",
