@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 
 from messenger_chats import api as chats_api
-from messenger_core import BaseHandler, ServiceUnavailable, dumps, parse_uuid
+from messenger_core import BaseHandler, ServiceUnavailable, dumps, parse_uuid, request_limit_exceeded
 
 from .errors import bad_cursor, task_failed, task_not_complete, task_not_found, user_not_found
 from .schemas import SearchRequestSchema, SearchResultsQuerySchema
@@ -57,6 +58,9 @@ class SearchHandler(SearchBase):
         summary: Start an asynchronous full-text search over the caller's chats
         description: >
           The task is stored (WAITING) and queued; 201 comes only after the queue accepted it.
+          One account (with auth disabled: one client address) may have at most SEARCH_MAX_PENDING
+          tasks outstanding (WAITING or IN_PROCESS); past it 429. A task keeps at most
+          SEARCH_MAX_RESULTS results and no more than fit in SEARCH_MAX_BYTES of a results page.
           Plain words must all match (stemmed, Russian and English), "quoted phrases" match in
           order, -word excludes. With a session the search covers the account's chats; with auth
           disabled it covers the chats of the member (or of its account) given by user_id.
@@ -87,6 +91,13 @@ class SearchHandler(SearchBase):
             content:
               application/json:
                 schema: Error
+          429:
+            description: request-limit-exceeded (SEARCH_MAX_PENDING tasks of this account, or client
+              address, are still outstanding; Retry-After says when to try again), or over the client's
+              request limit
+            content:
+              application/json:
+                schema: Error
           503:
             description: service-unavailable (Redis or RabbitMQ unreachable) or database-unavailable
             content:
@@ -106,8 +117,12 @@ class SearchHandler(SearchBase):
                 raise user_not_found()
             who = {"member_id": member.hex}
         store = self.search.store
+        settings = self.search.settings
         task_id = uuid.uuid4().hex
-        await store.create(task_id, owner_of(who))
+        # one account (auth off: one client address, as the throttle counts it) may not queue without end
+        quota = f"account:{identity.account_id}" if identity is not None else f"client:{self.client_ip}"
+        if not await store.create(task_id, owner_of(who), quota, settings.max_pending):
+            raise request_limit_exceeded(str(max(1, math.ceil(settings.timeout))))
         try:
             await self.runtime.queue.publish(TASK_NAME, {"task_id": task_id, "query": body["message"], **who})
         except ServiceUnavailable:

@@ -10,7 +10,9 @@ A task is a record ``{status, owner, attempts, trimmed, total}`` plus the list o
 (JSON objects, newest first).  Result position ``i`` (0-based, over the whole list) is what the
 public iterator names; reading a page ``from=i`` forgets every result before ``i`` ("trimmed").
 A finished task and its results expire ``SEARCH_TASK_TTL`` seconds after it finished; a task that
-never finishes is forgotten after :data:`PENDING_TTL` so nothing leaks forever.  A worker that
+never finishes is forgotten after :data:`PENDING_TTL` so nothing leaks forever.  ``create`` also
+bounds the tasks a quota (an account, or a client address) has outstanding: in Redis a set of its
+unfinished task ids per quota, pruned of finished and vanished tasks whenever it is checked.  A worker that
 finds no record for a queued task (Redis lost its data) recreates it from the message.
 """
 
@@ -77,8 +79,13 @@ class SearchStore(ABC):
         self.task_ttl = task_ttl
 
     @abstractmethod
-    async def create(self, task_id: str, owner: str) -> None:
-        """Record a new WAITING task of ``owner``."""
+    async def create(self, task_id: str, owner: str, quota: str = "", limit: int = 0) -> bool:
+        """Record a new WAITING task of ``owner``; True when recorded.
+
+        With a ``limit``, the task counts against ``quota`` (who is bounded: an account or a client),
+        and it is refused (False, nothing recorded) while ``limit`` tasks of that quota are still
+        outstanding (WAITING or IN_PROCESS).
+        """
 
     @abstractmethod
     async def discard(self, task_id: str) -> None:
@@ -126,6 +133,7 @@ class _Record:
     attempts: int = 0
     trimmed: int = 0
     reason: str = ""
+    quota: str = ""
     results: list[bytes] = field(default_factory=list)
 
 
@@ -139,30 +147,49 @@ class MemoryStore(SearchStore):
         super().__init__(task_ttl)
         self.max_tasks = max_tasks
         self._tasks: dict[str, _Record] = {}
+        self._outstanding: dict[str, set[str]] = {}  # quota -> its unfinished tasks
+
+    def _forget(self, task_id: str, record: _Record) -> None:
+        """The task no longer counts against its quota (it finished, or was forgotten)."""
+        pending = self._outstanding.get(record.quota)
+        if pending is not None:
+            pending.discard(task_id)
+            if not pending:
+                del self._outstanding[record.quota]
 
     def _live(self, task_id: str) -> _Record | None:
         record = self._tasks.get(task_id)
         if record is not None and record.expires <= time.monotonic():
             del self._tasks[task_id]
+            self._forget(task_id, record)
             return None
         return record
 
     def _sweep(self) -> None:
         now = time.monotonic()
         for task_id in [key for key, rec in self._tasks.items() if rec.expires <= now]:
-            del self._tasks[task_id]
+            self._forget(task_id, self._tasks.pop(task_id))
         excess = len(self._tasks) + 1 - self.max_tasks
         if excess > 0:  # oldest first (dicts keep insertion order), finished ones before the others
             ordered = sorted(self._tasks, key=lambda key: self._tasks[key].status not in FINISHED)
             for task_id in ordered[:excess]:
-                del self._tasks[task_id]
+                self._forget(task_id, self._tasks.pop(task_id))
 
-    async def create(self, task_id: str, owner: str) -> None:
+    async def create(self, task_id: str, owner: str, quota: str = "", limit: int = 0) -> bool:
         self._sweep()
-        self._tasks[task_id] = _Record(WAITING, owner, time.monotonic() + PENDING_TTL)
+        if limit:
+            pending = self._outstanding.setdefault(quota, set())
+            if len(pending) >= limit:
+                return False
+            pending.add(task_id)
+        self._tasks[task_id] = _Record(WAITING, owner, time.monotonic() + PENDING_TTL,
+                                       quota=quota if limit else "")
+        return True
 
     async def discard(self, task_id: str) -> None:
-        self._tasks.pop(task_id, None)
+        record = self._tasks.pop(task_id, None)
+        if record is not None:
+            self._forget(task_id, record)
 
     async def get(self, task_id: str) -> TaskInfo | None:
         record = self._live(task_id)
@@ -185,6 +212,7 @@ class MemoryStore(SearchStore):
             return False
         record.status, record.results, record.reason = status, list(results), reason
         record.trimmed = 0
+        self._forget(task_id, record)
         record.expires = time.monotonic() + self.task_ttl
         return True
 
@@ -209,6 +237,31 @@ class MemoryStore(SearchStore):
 
 
 # ---- redis -----------------------------------------------------------------------------------
+
+# KEYS: task hash, the quota's set of outstanding task ids.  ARGV: owner, created (unix s), pending ttl s,
+# limit (0: none), task id, the key prefix of task hashes.  Returns 1 when created, 0 when over the limit.
+# The set is pruned of tasks that finished or are gone (it never holds more than ``limit`` ids).
+_CREATE = """
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local live = 0
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    local status = redis.call('HGET', ARGV[6] .. id, 'status')
+    if status == 'WAITING' or status == 'IN_PROCESS' then
+      live = live + 1
+    else
+      redis.call('SREM', KEYS[2], id)
+    end
+  end
+  if live >= limit then return 0 end
+  redis.call('SADD', KEYS[2], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'status', 'WAITING', 'owner', ARGV[1], 'attempts', 0, 'trimmed', 0, 'total', 0,
+           'created', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 # KEYS: task hash.  ARGV: owner, pending ttl s.  Returns {status, attempts}.
 _CLAIM = """
@@ -278,6 +331,7 @@ class RedisStore(SearchStore):
         self.client = client
         self.prefix = prefix + "search:"
         self.health = Availability("search store: redis", log)
+        self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
         self._end_script = client.register_script(_END)
         self._page = client.register_script(_PAGE)
@@ -294,16 +348,10 @@ class RedisStore(SearchStore):
         self.health.succeeded()
         return result
 
-    async def create(self, task_id: str, owner: str) -> None:
-        key = self._keys(task_id)[0]
-
-        async def write() -> None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"status": WAITING, "owner": owner, "attempts": 0,
-                                        "trimmed": 0, "total": 0, "created": f"{time.time():.3f}"})
-                pipe.expire(key, PENDING_TTL)
-                await pipe.execute()
-        await self._run(write())
+    async def create(self, task_id: str, owner: str, quota: str = "", limit: int = 0) -> bool:
+        keys = [self._keys(task_id)[0], f"{self.prefix}outstanding:{quota}"]
+        args = [owner, f"{time.time():.3f}", PENDING_TTL, limit, task_id, f"{self.prefix}task:"]
+        return bool(await self._run(self._create(keys=keys, args=args)))
 
     async def discard(self, task_id: str) -> None:
         await self._run(self.client.delete(*self._keys(task_id)))
