@@ -10,9 +10,12 @@ RabbitMQ the same handlers run on asyncio tasks inside the API process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
 import logging
 import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -24,6 +27,7 @@ import pika
 import pika.exceptions
 
 from . import instruments
+from .aio import Backoff
 from .errors import ServiceUnavailable, StartupError
 from .health import Availability
 from .logs import REQUEST_ID, current_request_id
@@ -252,8 +256,13 @@ def make_queue(url: str, tasks: dict[str, Task], embedded_workers: int) -> TaskQ
 class Consumer:
     """``messenger-consumer``: takes tasks from RabbitMQ, runs them, acks when they are done.
 
-    Runs the handlers on its own asyncio loop (where the runtime's pools live).  Reconnects with
-    a capped exponential backoff.  SIGTERM lets the task in hand finish, then exits.
+    Two threads.  The main one owns the pika connection and never blocks on a task: it dispatches
+    deliveries, sends and checks AMQP heartbeats, and acks.  The handlers run on the runtime's
+    asyncio loop (where its pools live) in a thread of its own, up to ``prefetch`` at once; a
+    finished task hands its ack back to the connection's thread (``add_callback_threadsafe``).  So
+    a task that waits out a long outage keeps the connection alive, and RabbitMQ does not
+    redeliver it behind its back.  Reconnects on the core's :class:`~messenger_core.aio.Backoff`.
+    SIGTERM stops taking tasks, lets the tasks in hand finish and be acked, then exits.
     """
 
     def __init__(self, runtime: "Runtime", loop: asyncio.AbstractEventLoop, url: str, prefetch: int) -> None:
@@ -263,7 +272,8 @@ class Consumer:
         self.params = connection_parameters(url)
         self.prefetch = prefetch
         self.stopping = False
-        self._backoff = 0.5
+        self.backoff = Backoff(0.5, 10.0)
+        self._running: set[concurrent.futures.Future[bool]] = set()  # tasks on the loop, any connection
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         by_queue: dict[str, Task] = {}
@@ -274,7 +284,7 @@ class Consumer:
         self.by_queue = by_queue
 
     def stop(self, *_: Any) -> None:
-        """Signal handler: finish the current task, then leave."""
+        """Signal handler: finish the tasks in hand, then leave."""
         log.info("consumer stopping")
         self.stopping = True
 
@@ -284,60 +294,109 @@ class Consumer:
         while not self.stopping and not self.runtime.migrated.is_set():
             self.loop.run_until_complete(asyncio.sleep(0.1))
 
-    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+    async def _execute(self, task: Task, payload: dict[str, Any], attempt: int, request_id: str | None) -> bool:
+        """Run one task on the loop; True to ack it, False to queue it again (after the retry delay)."""
+        REQUEST_ID.set(request_id)  # the lines of the task name the request that queued it
+        done = await run_task(task, payload, self.runtime, attempt)
+        if not done:
+            await asyncio.sleep(retry_delay(attempt))
+        return done
+
+    def _on_message(self, connection: Any, inflight: set[int], channel: Any, method: Any, properties: Any,
+                    body: bytes) -> None:
+        """A delivery (connection thread): start its task on the loop; the ack comes when it is done."""
+        tag = method.delivery_tag
         try:
             message = json.loads(body)
             task = self.tasks[message["task"]]
             payload = message["payload"]
         except (ValueError, KeyError, TypeError):
             log.error("dropping malformed task message on %s: %r", method.routing_key, body[:200])
-            channel.basic_ack(delivery_tag=method.delivery_tag)
+            channel.basic_ack(delivery_tag=tag)
+            return
+        if self.stopping:
+            channel.basic_nack(delivery_tag=tag, requeue=True)  # for another consumer
             return
         attempt = int((properties.headers or {}).get(ATTEMPT_HEADER, 1))
         request_id = message.get("request_id")
-        REQUEST_ID.set(request_id if isinstance(request_id, str) else None)
+        request_id = request_id if isinstance(request_id, str) else None
         if method.redelivered:
             log.info("task %s redelivered (a consumer stopped while running it)", task.name)
-        done = self.loop.run_until_complete(run_task(task, payload, self.runtime, attempt))
-        if not done:
-            self.loop.run_until_complete(asyncio.sleep(retry_delay(attempt)))
-            channel.basic_publish(
-                exchange=task.exchange, routing_key=task.routing_key, body=body,
-                properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
-                                                content_type="application/json",
-                                                headers={ATTEMPT_HEADER: attempt + 1}))
-        channel.basic_ack(delivery_tag=method.delivery_tag)
-        REQUEST_ID.set(None)
+        inflight.add(tag)
+        future = asyncio.run_coroutine_threadsafe(self._execute(task, payload, attempt, request_id), self.loop)
+        self._running.add(future)
+
+        def settle() -> None:  # on the connection's thread
+            inflight.discard(tag)
+            if future.cancelled() or future.exception() is not None:
+                log.error("task %s crashed the consumer's loop: %r; left to be redelivered", task.name,
+                          None if future.cancelled() else future.exception())
+                return
+            if not future.result():
+                channel.basic_publish(
+                    exchange=task.exchange, routing_key=task.routing_key, body=body,
+                    properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                                    content_type="application/json",
+                                                    headers={ATTEMPT_HEADER: attempt + 1}))
+            channel.basic_ack(delivery_tag=tag)
+
+        def finished(_: concurrent.futures.Future[bool]) -> None:  # on the loop's thread
+            self._running.discard(future)
+            try:
+                connection.add_callback_threadsafe(settle)
+            except (pika.exceptions.AMQPError, RuntimeError) as exc:
+                log.warning("task %s finished after its connection was lost (%r): RabbitMQ redelivers it",
+                            task.name, exc)
+        future.add_done_callback(finished)
 
     def _serve_once(self) -> None:
         connection = pika.BlockingConnection(self.params)
+        inflight: set[int] = set()  # delivery tags of this connection's tasks not yet acked
         try:
             channel = connection.channel()
             channel.basic_qos(prefetch_count=self.prefetch)
+            tags = []
             for task in self.tasks.values():
                 declare(channel, task)
-                channel.basic_consume(queue=task.queue, on_message_callback=self._on_message)
+                tags.append(channel.basic_consume(
+                    queue=task.queue,
+                    on_message_callback=functools.partial(self._on_message, connection, inflight)))
             log.info("consumer ready: %s", ", ".join(sorted(self.by_queue)))
-            self._backoff = 0.5
-            while not self.stopping:
-                connection.process_data_events(time_limit=0.5)
-                # let the runtime's background work (pool maintenance) breathe between messages
-                self.loop.run_until_complete(asyncio.sleep(0))
+            self.backoff.reset()
+            while not self.stopping or inflight:
+                if self.stopping and tags:
+                    for tag in tags:  # take no more; the tasks in hand finish and are acked
+                        channel.basic_cancel(tag)
+                    tags = []
+                connection.process_data_events(time_limit=0.2)  # deliveries, acks, heartbeats
         finally:
             if connection.is_open:
                 connection.close()
+
+    def _settle_running(self) -> None:
+        """Wait for the tasks of a lost connection: their redelivered copies must not run beside them."""
+        while self._running:
+            time.sleep(0.1)
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT; reconnect with backoff on broker errors."""
         self._wait_for_migrations()
         if not self.tasks:
             log.warning("no enabled plugin declares tasks; the consumer has nothing to do")
-        while not self.stopping:
-            try:
-                self._serve_once()
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warning("rabbitmq connection lost (%r); retrying in %.1fs", exc, self._backoff)
-                deadline = time.monotonic() + self._backoff
-                while not self.stopping and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                self._backoff = min(self._backoff * 2, 10.0)
+        runner = threading.Thread(target=self.loop.run_forever, name="consumer-tasks", daemon=True)
+        runner.start()
+        try:
+            while not self.stopping:
+                try:
+                    self._serve_once()
+                except (pika.exceptions.AMQPError, OSError) as exc:
+                    delay = self.backoff.next()
+                    log.warning("rabbitmq connection lost (%r); retrying in %.1fs", exc, delay)
+                    self._settle_running()
+                    deadline = time.monotonic() + delay
+                    while not self.stopping and time.monotonic() < deadline:
+                        time.sleep(0.1)
+            self._settle_running()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            runner.join()
