@@ -1,7 +1,7 @@
 """What the enabled plugins contribute, gathered once into one immutable record.
 
 :func:`assemble` calls each registration hook once (routes, request hooks, tasks, migrations,
-schemas, security schemes, OpenAPI components) and returns :class:`Contributions`.  The API
+schemas, security schemes, OpenAPI components and responses) and returns :class:`Contributions`.  The API
 process, ``messenger-consumer``, the OpenAPI builder and ``messenger-api migrate`` all read that one
 record (``plugins.contributions(config)``), so they can never disagree about what is installed.
 
@@ -49,6 +49,7 @@ class Contributions:
     schemas: Mapping[str, Any]
     security_schemes: Mapping[str, Mapping[str, Any]]
     components: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    operation_responses: Mapping[str, str]
     owners: Mapping[tuple[str, str], str]
 
 
@@ -125,5 +126,7 @@ def assemble(plugins: "PluginManager", config: "Config") -> Contributions:
         security_schemes=_named(claims, "security scheme",
                                 plugins.call_each("messenger_security_schemes", config=config)),
         components=MappingProxyType(components),
+        operation_responses=_named(claims, "response to every operation",
+                                   plugins.call_each("messenger_openapi_responses", config=config)),
         owners=MappingProxyType(dict(claims.owners)),
     )

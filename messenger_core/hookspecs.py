@@ -81,6 +81,16 @@ def messenger_openapi_components(config: "Config") -> "dict[str, dict[str, Any]]
 
 
 @hookspec
+def messenger_openapi_responses(config: "Config") -> "dict[str, str]":  # pylint: disable=unused-argument
+    """Responses every operation may answer because this plugin is enabled, ``{"<status>": "Component"}``.
+
+    For a plugin whose request hook can answer any request, e.g. the throttle's
+    ``{"429": "TooManyRequests"}``.  The OpenAPI builder adds each to every operation that does not
+    document that status itself.  A status claimed by two plugins stops start-up.
+    """
+
+
+@hookspec
 def messenger_request_hooks(config: "Config") -> "list[RequestHook]":  # pylint: disable=unused-argument
     """Contribute request hooks ("middlewares") run in ``BaseHandler.prepare()``.
 

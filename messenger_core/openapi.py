@@ -56,14 +56,51 @@ class SecurityPlugin(BasePlugin):
             operation.setdefault("responses", {}).setdefault("401", "Unauthorized")
 
 
+class ErrorResponsesPlugin(BasePlugin):
+    """Documents the errors an operation can answer whatever its handler says, from one place.
+
+    413 ``PayloadTooLarge`` on every operation with a request body; 503 ``DatabaseUnavailable`` on
+    every operation whose handler is not ``self_contained`` (it needs PostgreSQL, or Redis or
+    RabbitMQ: a handler that knows better documents its own 503); and what the enabled plugins
+    contribute through ``messenger_openapi_responses`` (the throttle's 429) on every operation.  A
+    status the operation documents itself is left as it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.everywhere: dict[str, str] = {}
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
+        """Add the shared error responses an operation does not document itself."""
+        handler = getattr(kwargs.get("urlspec"), "handler_class", None)
+        if not operations or handler is None:
+            return
+        for method, operation in operations.items():
+            if method not in HTTP_METHODS or not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            wanted = dict(self.everywhere)
+            if "requestBody" in operation:
+                wanted["413"] = "PayloadTooLarge"
+            if not getattr(handler, "self_contained", False):
+                wanted["503"] = "DatabaseUnavailable"
+            documented = {str(status) for status in responses}
+            for status, component in wanted.items():
+                if status not in documented:
+                    responses[status] = component
+            operation["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
+
+
 def build_spec(app: Any) -> APISpec:
     """The spec of ``app`` (a MessengerApp): its routes, schemas and security schemes."""
     security = SecurityPlugin()
+    errors = ErrorResponsesPlugin()
     spec = APISpec(
         title="Messenger API",
         version=__version__,
         openapi_version="3.0.3",
-        plugins=[TornadoPlugin(), MarshmallowPlugin(), security],
+        plugins=[TornadoPlugin(), MarshmallowPlugin(), security, errors],
         info={"description": "Chats, members, messages with cursor paging, asynchronous full-text "
                              "search. Every error body is {\"message\": \"<code>\"}."},
     )
@@ -77,6 +114,7 @@ def build_spec(app: Any) -> APISpec:
     for name, scheme in contributed.security_schemes.items():
         spec.components.security_scheme(name, dict(scheme))
     security.schemes = sorted(contributed.security_schemes)
+    errors.everywhere = dict(contributed.operation_responses)
     for route in sorted(app.routes, key=lambda r: r[0]):
         pattern, handler = route[0], route[1]
         if not any(load_yaml_from_docstring(getattr(handler, m).__doc__ or "") for m in HTTP_METHODS):
@@ -94,6 +132,7 @@ class OpenApiHandler(BaseHandler):
     """The spec as JSON."""
 
     public = True
+    self_contained = True
 
     def get(self) -> None:
         """OpenAPI document of this server (only the enabled plugins).
@@ -141,6 +180,7 @@ class DocsHandler(BaseHandler):
     """Swagger UI over /openapi.json, from files this server serves itself."""
 
     public = True
+    self_contained = True
 
     def get(self) -> None:
         """Interactive API documentation (HTML).
@@ -161,6 +201,7 @@ class DocsAssetHandler(BaseHandler):
     """The scripts, style sheet and icon of the documentation page."""
 
     public = True
+    self_contained = True
 
     def get(self, asset: str) -> None:
         """A file of the documentation page.

@@ -102,6 +102,7 @@ class MetricsHandler(BaseHandler):
     """Prometheus metrics of every worker of this instance; 404 for a client outside METRICS_ALLOW."""
 
     public = True
+    self_contained = True
 
     async def get(self) -> None:
         """Prometheus text format.

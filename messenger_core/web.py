@@ -203,10 +203,13 @@ def schema_instance(schema: SchemaArg) -> marshmallow.Schema:
 class BaseHandler(RequestHandler):
     """Base of every handler: JSON in and out, one error shape, request hooks in ``prepare()``.
 
-    Set ``public = True`` on handlers that need no session (ping, register, login, docs).
+    Set ``public = True`` on handlers that need no session (ping, register, login, docs), and
+    ``self_contained = True`` on those that answer without PostgreSQL, Redis or RabbitMQ (ping,
+    docs, static files): the OpenAPI builder documents a 503 on every other operation.
     """
 
     public = False
+    self_contained = False
     application: "MessengerApp"
     _identity_done = False
     _identity: Identity | None = None
@@ -418,6 +421,7 @@ class PingHandler(BaseHandler):
     """Liveness: answers as soon as the process serves."""
 
     public = True
+    self_contained = True
 
     def get(self) -> None:
         """Liveness probe; touches nothing.

@@ -43,6 +43,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
     """``/v1/events``: the stream (a WebSocket); plain GET without the upgrade is 400."""
 
     public = True  # the upgrade is always accepted: a browser cannot read a 401 there; auth happens on the stream
+    self_contained = True  # the upgrade needs nothing but the process; the stream's errors are frames
     hub: Hub
     account: str | None = None
     session: str | None = None

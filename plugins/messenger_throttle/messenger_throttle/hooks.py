@@ -35,6 +35,12 @@ async def _throttle_request(handler: "BaseHandler") -> None:
 
 
 @hookimpl
+def messenger_openapi_responses() -> dict[str, str]:
+    """Every operation may answer 429 (the per-client limit in the app, or nginx's with NGINX_THROTTLING)."""
+    return {"429": "TooManyRequests"}
+
+
+@hookimpl
 async def messenger_rate_limit(handler: "BaseHandler", scope: str, key: str) -> None:
     """Login and registration protection (kept with nginx too: only the app sees user names)."""
     await throttle_of(handler.runtime).check_attempt(handler, scope, key)

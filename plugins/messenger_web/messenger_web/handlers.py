@@ -77,6 +77,7 @@ class WebHandler(BaseHandler):
     """Common ground of the web client's handlers: public, with the browser security headers."""
 
     public = True
+    self_contained = True
 
     def security_headers(self) -> None:
         """A strict CSP, no MIME sniffing, no referrer (an invite link is in the URL fragment)."""
