@@ -14,7 +14,7 @@ from search_support import consumer, read_results, search_server, start_search, 
 from search_support import rabbit_env_fixture  # noqa: F401  pylint: disable=unused-import
 from support import TcpProxy, poll
 
-HEARTBEAT = 1  # seconds: RabbitMQ closes a connection that stays silent for about two of them
+HEARTBEAT = 2  # seconds: RabbitMQ closes a connection that stays silent for about two of them
 
 
 async def test_a_task_outlasting_several_heartbeats_runs_once_and_keeps_the_connection(
@@ -40,7 +40,7 @@ async def test_a_task_outlasting_several_heartbeats_runs_once_and_keeps_the_conn
                 await poll(waiting, timeout=15)
                 # a second consumer would get the task if RabbitMQ gave up on the first one
                 second = await consumer(consumer_env, tmp_path / "second.log")
-                await asyncio.sleep(6 * HEARTBEAT)  # the outage lasts several heartbeat intervals
+                await asyncio.sleep(4 * HEARTBEAT)  # the outage lasts several heartbeat intervals
                 assert (await status(client, task_id)).json == {"status": "IN_PROCESS"}
                 proxy.restore()
                 await wait_status(client, task_id, user_id=user)
