@@ -189,6 +189,7 @@ class Database:
         loop = asyncio.get_running_loop()
         if self._ping is None or self._ping.done():
             self._ping = asyncio.ensure_future(self._ping_once())
+            self._ping.add_done_callback(_retrieved)  # its end may come when no caller waits any more
             self._ping_started = loop.time()
         probe = self._ping
         left = self._ping_started + PING_TIMEOUT - loop.time()
@@ -221,6 +222,12 @@ class Database:
             return False
         self.came_back()
         return True
+
+
+def _retrieved(task: "asyncio.Future[Any]") -> None:
+    """Mark a background task's outcome as seen (asyncio logs an exception nobody asked for)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
