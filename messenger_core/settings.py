@@ -188,7 +188,7 @@ class CoreSettings(Section):
     embedded_workers = Setting("EMBEDDED_WORKERS", integer(1, 64), 2,
                                "Concurrent tasks of the embedded worker (when RMQ_URL is empty)")
     consumer_prefetch = Setting("CONSUMER_PREFETCH", integer(1, 1000), 4,
-                                "Unacknowledged tasks one messenger-consumer holds at once")
+                                "Tasks one messenger-consumer holds (unacknowledged) and runs at once")
     apps = Setting("MESSENGER_APPS", csv_list, (),
                    "Enabled plugins (comma list of entry-point names); empty means all installed")
     disable_autoload = Setting("MESSENGER_DISABLE_PLUGIN_AUTOLOAD", boolean, False,
