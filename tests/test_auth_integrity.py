@@ -123,9 +123,11 @@ async def two_processes_one_behind_a_proxy(env: dict[str, str]) -> AsyncIterator
         proxy.close()
 
 
-@pytest.mark.parametrize("outage", ["cut", "stall"])
-async def test_a_logout_that_cannot_reach_redis_is_503_and_changes_nothing(env: dict[str, str], outage: str) -> None:
-    async with two_processes_one_behind_a_proxy(env) as (other, cut, proxy):
+@pytest.mark.parametrize(("outage", "near_items"), [("cut", "10000"), ("stall", "10000"), ("cut", "0")],
+                         ids=["cut", "stall", "cut-without-near-cache"])
+async def test_a_logout_that_cannot_reach_redis_is_503_and_changes_nothing(env: dict[str, str], outage: str,
+                                                                           near_items: str) -> None:
+    async with two_processes_one_behind_a_proxy({**env, "NEAR_CACHE_MAX_ITEMS": near_items}) as (other, cut, proxy):
         session_id = await new_session(other.client, "vasya")
         for srv in (other, cut, other, cut):  # each holds it near (the other one from its own copy)
             assert await authenticated(srv.client, session_id)
