@@ -34,9 +34,9 @@ memory, so then every check reads the table and no per-process copy is trusted.
 Ended rows are deleted by every API process every ``AUTH_SESSIONS_CLEANUP_INTERVAL`` seconds
 (:func:`clean_forever`): logged-out rows, and expired rows once ``AUTH_SESSIONS_KEEP_EXPIRED`` has
 passed (until then the session still answers ``session-id-expired``).  Each DELETE takes at most
-``AUTH_SESSIONS_CLEANUP_BATCH`` rows and skips the ones another process is deleting (``FOR UPDATE
-SKIP LOCKED``), so two processes never wait for each other or do the same work, and each batch is a
-short transaction.
+``AUTH_SESSIONS_CLEANUP_BATCH`` rows, found through an index, and skips the ones another process is
+deleting (``FOR UPDATE SKIP LOCKED``), so two processes never wait for each other or do the same work,
+and each batch is a short transaction.
 """
 
 from __future__ import annotations
@@ -262,28 +262,38 @@ async def require_session(handler: "BaseHandler") -> None:
 
 # ---- cleaning the table -----------------------------------------------------------------------------
 
-CLEAN = """
-DELETE FROM sessions WHERE id IN (
-    SELECT id FROM sessions
-    WHERE logged_out_at IS NOT NULL OR expires_at < now() - %s * interval '1 second'
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
-)
+# Two statements, each a range scan of its own index (migration 0002) that stops after LIMIT rows; the
+# ids go through an array so that the rows are then deleted by primary key (``id IN (...)`` is planned
+# as a hash join over the whole table).
+CLEAN_LOGGED_OUT = """
+DELETE FROM sessions WHERE id = ANY(ARRAY(
+    SELECT id FROM sessions WHERE logged_out_at IS NOT NULL ORDER BY logged_out_at
+    LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+))
+"""
+CLEAN_EXPIRED = """
+DELETE FROM sessions WHERE id = ANY(ARRAY(
+    SELECT id FROM sessions WHERE expires_at < now() - %(keep)s * interval '1 second' ORDER BY expires_at
+    LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+))
 """
 
 
 async def clean(runtime: "Runtime") -> int:
-    """Delete ended rows, a batch at a time, until a batch comes back short; how many were deleted."""
+    """Delete ended rows, a batch at a time, until each kind comes back short; how many were deleted."""
     settings = runtime.config.auth
+    params = {"batch": settings.cleanup_batch, "keep": settings.keep_expired}
     total = 0
-    while not runtime.draining.is_set():
-        deleted = await runtime.db.execute(CLEAN, (settings.keep_expired, settings.cleanup_batch))
-        if deleted:
-            log.debug("sessions cleanup: deleted %d row(s) in a batch of at most %d", deleted, settings.cleanup_batch)
-        total += deleted
-        if deleted < settings.cleanup_batch:
-            break
-        await asyncio.sleep(BATCH_PAUSE)
+    for statement in (CLEAN_LOGGED_OUT, CLEAN_EXPIRED):
+        while not runtime.draining.is_set():
+            deleted = await runtime.db.execute(statement, params)
+            if deleted:
+                log.debug("sessions cleanup: deleted %d row(s) in a batch of at most %d", deleted,
+                          settings.cleanup_batch)
+            total += deleted
+            if deleted < settings.cleanup_batch:
+                break
+            await asyncio.sleep(BATCH_PAUSE)
     if total:
         log.info("sessions cleanup: deleted %d ended session row(s)", total)
     return total
