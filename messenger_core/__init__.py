@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "Cache": "cache",
     "MemoryCache": "cache",
     "NearCache": "near",
+    "Signer": "signing",
     "Batcher": "batch",
     "Task": "broker",
     "Availability": "health",
@@ -74,7 +75,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["ApiError", "Availability", "Backoff", "BaseHandler", "Batcher", "Cache", "Config", "Database",
            "DatabaseUnavailable", "Identity", "Lane", "MemoryCache", "Migrations", "NearCache", "PubSub",
            "RequestHook", "Runtime", "SESSIONS_CHANNEL", "Section", "ServiceUnavailable", "Setting",
-           "SharedReads", "Task", "Unavailable", "Waiters", "bad_parameters", "boolean", "choice",
+           "SharedReads", "Signer", "Task", "Unavailable", "Waiters", "bad_parameters", "boolean", "choice",
            "database_unavailable", "dumps", "hookimpl", "integer", "metrics", "not_found", "number",
            "parse_uuid", "payload_too_large", "request_limit_exceeded", "service_unavailable",
            "storable_text", "string"]
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pubsub import SESSIONS_CHANNEL, PubSub, SharedReads, Waiters
     from .runtime import Runtime
     from .settings import Config, Section, Setting, boolean, choice, integer, number, string
+    from .signing import Signer
     from .validate import storable_text
     from .web import BaseHandler, Identity, RequestHook, dumps, parse_uuid
 

@@ -63,8 +63,12 @@ class Cache(ABC):
         """Store one field, unless the group was invalidated since ``token`` was taken."""
 
     @abstractmethod
-    async def invalidate(self, *groups: str) -> None:
-        """Make every field of the groups stale, in every process that shares this cache."""
+    async def invalidate(self, *groups: str) -> bool:
+        """Make every field of the groups stale, in every process that shares this cache.
+
+        False when the backend could not be reached: the invalidation is then redone before the
+        next command that gets through, but until then other processes may still read the groups.
+        """
 
     async def close(self) -> None:
         """Release connections."""
@@ -152,13 +156,14 @@ class MemoryCache(Cache):
         fields[field] = value
         self._data.put(group, fields, ttl or self.ttl)
 
-    async def invalidate(self, *groups: str) -> None:
+    async def invalidate(self, *groups: str) -> bool:
         for group in groups:
             self._generations[group] = self._generations.get(group, 0) + 1
             self._generations.move_to_end(group)
             self._data.pop(group)
         while len(self._generations) > self.max_items:
             self._generations.popitem(last=False)
+        return True
 
     def __len__(self) -> int:
         return len(self._data)
@@ -295,9 +300,9 @@ class RedisCache(Cache):
             keys += (self.prefix + group, self.prefix + group + GEN_SUFFIX)
         await self._bump_script(keys=keys, args=[GEN_TTL_MS])
 
-    async def invalidate(self, *groups: str) -> None:
+    async def invalidate(self, *groups: str) -> bool:
         if not groups:
-            return
+            return True
         if self._missed:
             await self._replay()
         try:
@@ -309,8 +314,9 @@ class RedisCache(Cache):
             if room < len(groups):
                 log.error("cache: too many invalidations missed during a redis outage; %d group(s) may stay "
                           "stale until they expire", len(groups) - room)
-            return
+            return False
         self.state.succeeded()
+        return True
 
     async def close(self) -> None:
         if self.owns_client:

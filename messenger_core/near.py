@@ -42,7 +42,8 @@ is confirmed.  The limits:
 * A process that cannot reach Redis when it evicts: the group is dropped from its own copy, and the
   invalidation and the message are redone, in that order, as soon as its subscription is back (or by its
   next ``evict``).  Until then, processes that still reach Redis keep the group, in Redis as in their
-  near copies; the shared cache alone has the same gap.  ``NEAR_CACHE_TTL`` bounds it.
+  near copies; the shared cache alone has the same gap.  ``NEAR_CACHE_TTL`` bounds it.  ``evict``
+  returns False then, so a caller that must not report success (logout answers 503) can tell.
 
 Only the Redis cache has a near layer; the memory cache is either already in-process (one worker) or not
 shared (several workers), and then nothing may be cached per process at all.

@@ -22,6 +22,7 @@ from .aio import Backoff, bounded, gather
 from .plugins import PluginManager
 from .pubsub import PubSub
 from .settings import Config
+from .signing import Signer, secret_of
 
 log = logging.getLogger("messenger.runtime")
 STOP_STEP_SECONDS = 3.0  # most seconds one shutdown step (a pool, a connection, the plugins' hooks) may take
@@ -34,7 +35,8 @@ class Runtime:
     redis.asyncio client (created on first use; the Redis cache, search results and throttle
     counters share its pool);
     ``cache`` is the cache chosen by ``CACHE_TYPE``; ``near`` its per-process layer of hot groups
-    (Redis cache only, else None; see :mod:`messenger_core.near`); ``queue`` publishes tasks;
+    (Redis cache only, else None; see :mod:`messenger_core.near`); ``signer`` seals what a plugin caches
+    and will trust (``CACHE_SECRET``; see :mod:`messenger_core.signing`); ``queue`` publishes tasks;
     ``pubsub`` is the process's ``LISTEN`` connection (opened on the first subscription; see
     :mod:`messenger_core.pubsub`).  ``draining`` is set once the process stops taking work (SIGTERM):
     what holds a client waiting answers it now; ``on_drain`` callbacks run then.
@@ -51,6 +53,7 @@ class Runtime:
         client = self.redis if config.cache_type == "redis" else None
         self.cache: Cache = make_cache(config, processes, client)
         self.near: NearCache | None = make_near_cache(config, self.cache, client)
+        self.signer = Signer(secret_of(config))
         self.contributions: Contributions = plugins.contributions(config)
         self.tasks = dict(self.contributions.tasks)
         self.queue: TaskQueue = make_queue(config.rmq_url, self.tasks, config.embedded_workers)

@@ -24,6 +24,7 @@ from .app import make_app
 from .errors import StartupError
 from .plugins import PluginManager
 from .settings import Config
+from .signing import secret_of
 from .web import LINGER_BYTES
 
 log = logging.getLogger("messenger.server")
@@ -183,6 +184,7 @@ class Supervisor:
 def serve(config: Config, plugins: PluginManager) -> int:
     """``messenger-api``: serve with WORKERS processes; returns the exit status."""
     workers = resolve_workers(config.workers)
+    secret_of(config)  # before any fork: without CACHE_SECRET every worker then has the same random key
     # before any fork and any metric: every worker writes its values there, any of them sums them
     created = None if config.metrics_dir else tempfile.mkdtemp(prefix="messenger-metrics-")
     try:

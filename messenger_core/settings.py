@@ -138,6 +138,13 @@ def networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
     return tuple(ipaddress.ip_network(part, strict=False) for part in csv_list(raw))
 
 
+def secret(raw: str) -> str:
+    """Empty, or a key of at least 32 characters (``openssl rand -hex 32`` makes one)."""
+    if raw and len(raw) < 32:
+        raise ValueError("needs at least 32 characters (openssl rand -hex 32), or empty")
+    return raw
+
+
 def log_level(raw: str) -> str:
     """A logging level name."""
     return choice("debug", "info", "warning", "error", "critical")(raw).upper()
@@ -175,6 +182,11 @@ class CoreSettings(Section):
                          "Cache backend: memory (per process) or redis (shared)")
     cache_prefix = Setting("CACHE_PREFIX", string, "messenger:",
                            "Prefix of every key this service writes to Redis")
+    cache_secret = Setting("CACHE_SECRET", secret, "",
+                           "Key (32+ characters, the same in every process of the service) of the HMAC that binds "
+                           "each cached session and membership fact to its row, so an entry written into Redis "
+                           "by anyone else is refused; empty: a random key per start, with a warning when "
+                           "CACHE_TYPE=redis (other processes then cannot use this one's entries)")
     cache_max_items = Setting("CACHE_MAX_ITEMS", integer(1), 50000,
                               "Size bound of the memory cache (entries, least recently used go)")
     cache_ttl = Setting("CACHE_TTL", integer(1), 300, "Default lifetime of a cache entry, seconds")

@@ -67,6 +67,8 @@ except ImportError:  # pragma: no cover  # the kit's async fixtures then say wha
 
 #: Distinguishes this test run's databases, key prefixes and queue names from any other run's.
 RUN_ID = uuid.uuid4().hex[:8]
+#: The CACHE_SECRET of this run's test servers (every process of one test must share it, as in production).
+RUN_SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 #: The directory of this interpreter's scripts (``messenger-api``, ``messenger-consumer``, ``pip``).
 BIN = Path(sys.executable).parent
 
@@ -128,7 +130,7 @@ async def sql(database: str, query: str, params: tuple[Any, ...] = ()) -> list[t
 
 
 def base_env(database: str, **overrides: Any) -> dict[str, str]:
-    """Settings for a test server: ``database``, this run's key prefix, one worker, quiet logs."""
+    """Settings for a test server: ``database``, this run's key prefix and cache secret, one worker, quiet logs."""
     kit = kit_settings()
     env = {
         "POSTGRES_HOSTS": kit.postgres_host,
@@ -138,6 +140,7 @@ def base_env(database: str, **overrides: Any) -> dict[str, str]:
         "POSTGRES_DB": database,
         "REDIS_URL": kit.redis_url,
         "CACHE_PREFIX": f"mt-{RUN_ID}-{database[-6:]}:",
+        "CACHE_SECRET": RUN_SECRET,
         "LOG_LEVEL": os.environ.get("KIT_LOG_LEVEL", "WARNING"),
         "ACCESS_LOG": "0",
         "WORKERS": "1",

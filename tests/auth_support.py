@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from support import Client, Response
@@ -9,6 +10,12 @@ from support import Client, Response
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 #: A path no plugin serves: 401 without a valid session, 404 not-found with one.
 PROBE = "/v1/auth-probe/nothing-here"
+
+
+def session_group(session_id: str) -> str:
+    """The session's cache group (its Redis key without the prefix): named after a hash of the id, so a
+    reader of Redis learns no session id."""
+    return "auth:session:" + hashlib.sha256(session_id.encode("ascii")).hexdigest()[:32]
 
 
 def bearer(session_id: str, token_type: str = "session_id") -> dict[str, str]:

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_core import ApiError, BaseHandler, bad_parameters, service_unavailable
+from messenger_core import BaseHandler, bad_parameters, service_unavailable
 
 from . import accounts, sessions
+from .errors import auth_failed, bad_password, user_already_exists, user_not_found
 from .passwords import Hasher, HashingBusy, ScryptCost, needs_upgrade
 from .schemas import CredentialsSchema, RegisterSchema
+from .state import state_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from messenger_core import Runtime
-
     from .settings import AuthSettings
-
-STATE_KEY = "messenger_auth"
-
-
-def hasher_of(runtime: "Runtime") -> Hasher:
-    """The process's password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``), created on first use."""
-    hasher = runtime.state.get(STATE_KEY)
-    if hasher is None:
-        settings = runtime.config.auth
-        hasher = runtime.state[STATE_KEY] = Hasher(settings.hash_threads, settings.hash_queue)
-    return hasher
 
 
 class AuthHandler(BaseHandler):
@@ -34,6 +23,11 @@ class AuthHandler(BaseHandler):
     def settings_auth(self) -> "AuthSettings":
         """This plugin's settings section."""
         return self.runtime.config.auth
+
+    @property
+    def hasher(self) -> Hasher:
+        """The process's password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``)."""
+        return state_of(self.runtime).hasher
 
     @property
     def cost(self) -> ScryptCost:
@@ -74,13 +68,13 @@ class RegisterHandler(AuthHandler):
         await self.rate_limit("register", "")
         db = self.runtime.db
         if await accounts.exists(db, user_name):
-            raise ApiError(400, "user-already-exists")
+            raise user_already_exists()
         try:
-            password_hash = await hasher_of(self.runtime).hash(password, self.cost)
+            password_hash = await self.hasher.hash(password, self.cost)
         except HashingBusy:
             raise service_unavailable() from None
         if await accounts.create(db, user_name, password_hash) is None:
-            raise ApiError(400, "user-already-exists")
+            raise user_already_exists()
         self.write_empty(201)
 
 
@@ -126,14 +120,14 @@ class LoginHandler(AuthHandler):
         await self.rate_limit("login", user_name)  # counted as a failure until it succeeds
         account = await accounts.find(self.runtime.db, user_name)
         if account is None:
-            raise ApiError(400, "user-not-found")
+            raise user_not_found()
         try:
-            verified = await hasher_of(self.runtime).verify(password, account.password_hash)
+            verified = await self.hasher.verify(password, account.password_hash)
         except HashingBusy:
             await self.attempt_succeeded("login", user_name)  # no verdict: not a failure
             raise service_unavailable() from None
         if not verified:
-            raise ApiError(400, "bad-password")
+            raise bad_password()
         await self.attempt_succeeded("login", user_name)
         if needs_upgrade(account.password_hash, self.cost):
             await self._upgrade(account, password)
@@ -143,7 +137,7 @@ class LoginHandler(AuthHandler):
     async def _upgrade(self, account: accounts.Account, password: str) -> None:
         """Replace a hash weaker than the configured cost (when the hashing queue has room; else next time)."""
         try:
-            stronger = await hasher_of(self.runtime).hash(password, self.cost)
+            stronger = await self.hasher.hash(password, self.cost)
         except HashingBusy:
             return
         await accounts.replace_hash(self.runtime.db, account, stronger)
@@ -152,27 +146,37 @@ class LoginHandler(AuthHandler):
 class LogoutHandler(AuthHandler):
     """End the calling session."""
 
+    #: read a sent session even with AUTH_DISABLED (``messenger_authenticate``): logout still ends it
+    ends_session = True
+
     async def post(self) -> None:
         """Log out: the session stops working at once, in every worker process.
         ---
         summary: Log out
         description: >
           Ends the session named in the Authorization header (other sessions of the account stay
-          valid). With AUTH_DISABLED every endpoint is open: without the header there is nothing to
-          end and the answer is 200; a session that is sent is still checked and ended.
+          valid). A 200 means the session is ended in every worker process; when the shared cache
+          (Redis) cannot be reached the answer is 503 service-unavailable and the session stays valid
+          everywhere: log out again later. With AUTH_DISABLED every endpoint is open: without the header
+          there is nothing to end and the answer is 200; a session that is sent is still checked and ended.
         tags: [auth]
         responses:
           200:
             description: Session ended (empty body)
           401: Unauthorized
-          503: DatabaseUnavailable
+          503:
+            description: database-unavailable, or service-unavailable (the cache cannot be reached; the
+              session was not ended)
+            content:
+              application/json:
+                schema: Error
         """
-        identity = self.identity or await sessions.identify(self, self.settings_auth)
+        identity = await self.authenticate()
         if identity is None:
             if self.settings_auth.disabled:
                 self.write_empty(200)  # an open API: no session given, none to end
                 return
-            raise ApiError(401, "auth-failed")
+            raise auth_failed()
         await sessions.end(self.runtime, identity.session_id)
         self.write_empty(200)
 

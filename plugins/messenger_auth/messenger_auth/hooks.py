@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from messenger_core import BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
 
-from . import sessions
-from .handlers import STATE_KEY, default_handlers
-from .passwords import Hasher
+from . import sessions, state
+from .handlers import default_handlers
 from .schemas import SCHEMAS
 from .settings import AuthSettings
 
@@ -58,9 +58,10 @@ def messenger_request_hooks(config: Config) -> list[RequestHook]:
 
 @hookimpl
 async def messenger_authenticate(handler: BaseHandler) -> Identity | None:
-    """The caller's account from the session header (None when auth is off or no header is sent)."""
+    """The caller's account from the session header (None when no header is sent, or when auth is off
+    except for logout, which still ends a session that is sent)."""
     settings = handler.runtime.config.auth
-    if settings.disabled:
+    if settings.disabled and not getattr(handler, "ends_session", False):
         return None
     return await sessions.identify(handler, settings)
 
@@ -75,8 +76,20 @@ async def messenger_session_identity(runtime: Runtime, session_id: str | None) -
 
 
 @hookimpl
-def messenger_shutdown(runtime: Runtime) -> None:
-    """Stop the password-hashing threads."""
-    hasher: Hasher | None = runtime.state.pop(STATE_KEY, None)
-    if hasher is not None:
-        hasher.shutdown()
+def messenger_startup(runtime: Runtime) -> None:
+    """The hasher; in an API process also the sessions table's cleanup (``AUTH_SESSIONS_CLEANUP_INTERVAL``)."""
+    started = state.start(runtime)
+    if runtime.role == "api" and runtime.config.auth.cleanup_interval:
+        started.cleanup = asyncio.get_running_loop().create_task(sessions.clean_forever(runtime))
+
+
+@hookimpl
+async def messenger_shutdown(runtime: Runtime) -> None:
+    """Stop the cleanup and the password-hashing threads."""
+    stopped: state.AuthState | None = runtime.state.pop(state.KEY, None)
+    if stopped is None:
+        return
+    if stopped.cleanup is not None:
+        stopped.cleanup.cancel()
+        await asyncio.gather(stopped.cleanup, return_exceptions=True)
+    stopped.hasher.shutdown()

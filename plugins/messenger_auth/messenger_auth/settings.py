@@ -21,7 +21,7 @@ def power_of_two(raw: str) -> int:
 
 
 class AuthSettings(Section):
-    """Accounts and sessions: the header, the token word, the lifetime and the scrypt cost."""
+    """Accounts and sessions: the header, the token word, the lifetime, the scrypt cost, the table's cleanup."""
 
     name = "auth"
     disabled = Setting("AUTH_DISABLED", boolean, False,
@@ -45,3 +45,11 @@ class AuthSettings(Section):
     hash_queue = Setting("AUTH_HASH_QUEUE", integer(1, 10_000), 32,
                          "Password hashes waiting or running at once per process; past it register and "
                          "login answer 503 service-unavailable at once")
+    cleanup_interval = Setting("AUTH_SESSIONS_CLEANUP_INTERVAL", integer(0, 86_400), 300,
+                               "Seconds between two cleanups of the sessions table by each API process "
+                               "(logged-out rows, and rows expired AUTH_SESSIONS_KEEP_EXPIRED ago); 0: never")
+    cleanup_batch = Setting("AUTH_SESSIONS_CLEANUP_BATCH", integer(1, 100_000), 1000,
+                            "Most rows one DELETE of the cleanup removes (one short transaction per batch)")
+    keep_expired = Setting("AUTH_SESSIONS_KEEP_EXPIRED", integer(0), 86_400,
+                           "Seconds an expired session's row is kept, so that it still answers "
+                           "session-id-expired rather than invalid-session-id")

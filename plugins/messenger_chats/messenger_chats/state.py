@@ -12,8 +12,10 @@ CONVERSATIONS_KEY = "messenger_chats.conversations"
 
 
 def start(runtime: Runtime) -> ChatStore:
-    """Create this process's store over the shared database pool, cache and near cache."""
-    store = runtime.state[KEY] = ChatStore(runtime.db, runtime.cache, runtime.config.chats, runtime.near)
+    """Create this process's store over the shared database pool, cache (entries sealed by the runtime's
+    signer) and near cache."""
+    store = ChatStore(runtime.db, runtime.cache, runtime.config.chats, runtime.signer, runtime.near)
+    runtime.state[KEY] = store
     runtime.state[CONVERSATIONS_KEY] = Conversations(store, runtime.config.chats.invite_ttl)
     return store
 

@@ -35,6 +35,11 @@ Facts and full pages keyed by a version never change, so each process also keeps
 seen in a small in-process LRU (``_local_facts``, ``_local_pages``) in front of Redis.  Partial pages
 are never kept there.
 
+The facts and the versions decide who may read a chat, so what the shared cache holds of them is
+sealed by the runtime's :class:`~messenger_core.Signer` (``CACHE_SECRET``, an HMAC binding the value to
+its key): an entry written into Redis by anyone else, or altered, does not open and counts as a miss,
+and PostgreSQL decides.
+
 An invalidation that cannot reach Redis is replayed by the core cache before its next command that
 gets through, so a tail page cached before an outage does not outlive it; ``CHATS_TAIL_PAGE_TTL``
 bounds it in any case (say another process reads it while this one is still cut off).  A version
@@ -52,7 +57,7 @@ from typing import Any
 
 import psycopg
 
-from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, NearCache, dumps, metrics
+from messenger_core import Batcher, Cache, Database, Lane, MemoryCache, NearCache, Signer, dumps, metrics
 
 from . import cursor
 from .errors import bad_cursor, chat_not_found
@@ -230,10 +235,12 @@ def _versioned(version: int) -> str:
 class ChatStore:
     """Every query of the plugin, with the cache in front (one per process, in ``runtime.state``)."""
 
-    def __init__(self, db: Database, cache: Cache, settings: ChatsSettings, near: NearCache | None = None) -> None:
+    def __init__(self, db: Database, cache: Cache, settings: ChatsSettings, signer: Signer,
+                 near: NearCache | None = None) -> None:
         self.db = db
         self.cache = cache
         self.near = near
+        self.signer = signer
         self.settings = settings
         self._local_facts = MemoryCache(LOCAL_FACTS, settings.fact_ttl)
         self._local_pages = MemoryCache(LOCAL_PAGES, settings.page_ttl)
@@ -289,15 +296,16 @@ class ChatStore:
         token = None
         if self.cache.shared:
             raw = await self.cache.group_get(group, "v")
-            if raw is not None:
-                return int(raw)
+            opened = self.signer.open(group, raw) if raw is not None else None
+            if opened is not None:
+                return int(opened)
             token = await self.cache.group_token(group)  # before the read: a racing change wins
         row = await self.db.fetchone(CHAT_VERSION, (chat_id,))
         if row is None:
             return None
         if token is not None:
-            await self.cache.group_set(group, "v", str(row["version"]).encode("ascii"), token,
-                                       self.settings.fact_ttl)
+            sealed = self.signer.seal(group, str(row["version"]).encode("ascii"))
+            await self.cache.group_set(group, "v", sealed, token, self.settings.fact_ttl)
         return row["version"]
 
     async def changed(self, chat_id: uuid.UUID) -> None:
@@ -314,15 +322,16 @@ class ChatStore:
         """A fact from this process's copy, else from the shared cache (then kept here too)."""
         value = await self._local_facts.get(key)
         if value is None:
-            value = await self.cache.get(key)
+            sealed = await self.cache.get(key)
+            value = self.signer.open(key, sealed) if sealed is not None else None  # None: not ours
             if value is not None:
                 await self._local_facts.set(key, value)
         return value
 
     async def _remember(self, key: str, value: bytes) -> None:
-        """Cache a fact here and in the shared cache."""
+        """Cache a fact here and (sealed) in the shared cache."""
         await self._local_facts.set(key, value)
-        await self.cache.set(key, value, self.settings.fact_ttl)
+        await self.cache.set(key, self.signer.seal(key, value), self.settings.fact_ttl)
 
     @staticmethod
     def _info_key(chat_id: uuid.UUID) -> str:
