@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,7 +55,7 @@ def _derive(password: str, salt: bytes, cost: ScryptCost, length: int = KEY_BYTE
 
 
 def hash_password(password: str, cost: ScryptCost) -> str:
-    """A new salted hash of ``password`` (blocking: call it through :func:`hash_password_async`)."""
+    """A new salted hash of ``password`` (blocking: call it through :meth:`Hasher.hash`)."""
     salt = os.urandom(SALT_BYTES)
     key = _derive(password, salt, cost)
     return f"{SCHEME}${cost.n}${cost.r}${cost.p}${_b64(salt)}${_b64(key)}"
@@ -125,13 +125,3 @@ class Hasher:
     def shutdown(self) -> None:
         """Stop the threads (queued hashes are cancelled)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-async def hash_password_async(executor: Executor | None, password: str, cost: ScryptCost) -> str:
-    """:func:`hash_password` in ``executor`` so the IOLoop keeps serving."""
-    return await asyncio.get_running_loop().run_in_executor(executor, hash_password, password, cost)
-
-
-async def verify_password_async(executor: Executor | None, password: str, stored: str) -> bool:
-    """:func:`verify_password` in ``executor`` so the IOLoop keeps serving."""
-    return await asyncio.get_running_loop().run_in_executor(executor, verify_password, password, stored)
