@@ -238,8 +238,8 @@ async def test_custom_header_and_token_type(env: dict[str, str]) -> None:
 async def test_openapi_documents_the_auth_endpoints(auth_server: AppServer) -> None:
     spec = (await auth_server.client.get("/openapi.json")).json
     paths = spec["paths"]
-    assert set(paths["/v1/auth/register"]["post"]["responses"]) == {"201", "400", "503"}
-    assert set(paths["/v1/auth/login"]["post"]["responses"]) == {"200", "400", "429", "503"}
+    assert set(paths["/v1/auth/register"]["post"]["responses"]) == {"201", "400", "413", "503"}
+    assert set(paths["/v1/auth/login"]["post"]["responses"]) == {"200", "400", "413", "429", "503"}
     assert "401" in paths["/v1/auth/logout"]["post"]["responses"]
     assert spec["components"]["securitySchemes"] == {"session": {
         "type": "apiKey", "in": "header", "name": "Authorization",
