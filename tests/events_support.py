@@ -7,11 +7,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import psycopg
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
-
-from support import PG_HOST, PG_USER
 
 
 class Stream:
@@ -70,18 +67,3 @@ class Stream:
 
 def of_type(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [frame for frame in frames if frame["type"] == kind]
-
-
-def send_chat_event(database: str, payload: dict[str, Any]) -> None:
-    """Send a chats event the way the chats plugin does: ``pg_notify`` inside a committed transaction."""
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_notify('messenger_chats', %s)", (json.dumps(payload),))
-
-
-def member_event(database: str, kind: str, chat_id: str, member_id: str) -> dict[str, Any]:
-    """The contract's join/leave event of a member (its account read from the table)."""
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
-        row = conn.execute("SELECT account_id FROM chat_members WHERE id = %s", (member_id,)).fetchone()
-    account = None if row is None or row[0] is None else row[0].hex
-    return {"k": kind, "c": chat_id, "u": member_id, "a": account}
