@@ -81,7 +81,7 @@ RETURNING seq
 COUNT_DELETED = "UPDATE chat_accounts SET deleted_upto = deleted_upto + 1 WHERE chat_id = %s AND read_seq >= %s"
 #: A timestamp in SQL as the API writes it (``store.timestamp``): ISO 8601 in UTC with microseconds.
 _ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
-_HEX = "replace({}::text, '-', '')"
+_HEX = "encode(uuid_send({}), 'hex')"  # uuid.hex
 #: The chat summaries of an account (parameter ``account``), the most recently active first, each as JSON built
 #: by PostgreSQL (all but ``read_iterator``, which needs the iterator key: :func:`summaries` adds it).  ``{only}``
 #: is empty for the whole list, or narrows it to one chat (parameter ``chat``): one query shape for both.
