@@ -124,7 +124,10 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
           Client `{"type": "subscribe", "chats": {"<chat_id>": "<iterator>" | null}}` replays every message
           after each iterator (null: only new ones), then `{"type": "subscribed", "chats": [...]}`. Server
           frames: `{"type": "message", "chat_id", "message", "iterator"}` (resume with the last iterator of
-          each chat and miss nothing), `message_edited`, `message_deleted`, `chat_joined`, `error` (with
+          each chat and miss nothing), `{"type": "message_edited", "chat_id", "message"}` and `{"type":
+          "message_deleted", "chat_id", "message_id"}` in order with the chat's messages, `{"type":
+          "chat_joined", "chat": <summary as GET /v1/chats lists it>}` (then the chat's messages from the
+          join on), `error` (with
           `chat-not-found`, `bad-cursor` or `bad-parameters` the stream goes on). Close codes: 1001 the server
           shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 4401 unauthorized,
           4408 the client read too slowly (its backlog passed EVENTS_MAX_BACKLOG_BYTES), 4429 more than
