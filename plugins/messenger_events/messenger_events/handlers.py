@@ -8,8 +8,8 @@ see :mod:`.hub`) and sends them, and sends an edit (the message as it is now) or
 message at or before its position; a later message is read as it is, change included.  So each chat's
 messages go out in order, exactly once, and its edits and deletes in order with them.
 Frames waiting for the client are counted: past ``EVENTS_MAX_BACKLOG_BYTES`` the stream is cut with 4408,
-so one slow client never makes the server's memory grow; so is a stream with more than
-``EVENTS_MAX_BACKLOG_BYTES / 128`` edits and deletes still to act on.  While a backlog is replayed the
+so one slow client never makes the server's memory grow; the edits and deletes a stream has still to act
+on count 128 bytes each against the same bound.  While a backlog is replayed the
 pump waits for the client to take half of it before reading more.
 
 A chat the account joins is carried from the join's own position (its event names the chat's last
@@ -439,7 +439,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         state = self.carried.get(chat)
         if state is None:
             return
-        if (self.pending_changes + 1) * CHANGE_BYTES > self.settings_.max_backlog_bytes:
+        if self.pending_bytes + (self.pending_changes + 1) * CHANGE_BYTES > self.settings_.max_backlog_bytes:
             self.hub.cut += 1
             self._close(TOO_SLOW, "too slow")
             return
