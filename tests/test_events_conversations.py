@@ -237,3 +237,29 @@ async def test_a_change_during_a_replay_is_not_lost(env: dict[str, str]) -> None
                 view.pop(frame["message_id"], None)
         assert list(view.values()) == (await read_all(srv.client, chat))[1:]
         stream.close()
+
+
+async def test_leaving_then_joining_again_is_carried_again(env: dict[str, str]) -> None:
+    async with serve_app({**env, **FAST_HASH}, plugins=AUTH_CHATS_EVENTS) as srv:
+        alice = await account(srv.client, "alice")
+        bob = await account(srv.client, "bob")
+        own = await new_chat(alice, "alice's")
+        own_user = await join(alice, own, "alice")
+        chat = await new_chat(bob, "bob's")
+        bob_user = await join(bob, chat, "bob")
+        stream = await Stream.open(srv.url, {"Authorization": alice.headers["Authorization"]})
+        await stream.ready()
+        for round_ in range(3):
+            member = await join(alice, chat, "alice")
+            joined = await stream.next()
+            assert joined is not None and joined["type"] == "chat_joined" and joined["chat"]["chat_id"] == chat
+            sent = await say(bob, chat, bob_user, f"while in {round_}")
+            frame = await stream.next()
+            assert frame is not None and frame["message"]["message_id"] == sent, frame
+            resp = await alice.request("DELETE", f"/v1/chats/{chat}/users/{member}")
+            assert resp.status == 204, resp
+            await say(bob, chat, bob_user, f"after leaving {round_}")  # not for alice any more
+            mark = await say(alice, own, own_user, f"mark {round_}")
+            frame = await stream.next()
+            assert frame is not None and frame["message"]["message_id"] == mark, frame
+        stream.close()
