@@ -81,7 +81,7 @@ class Hub:
         self.latest: dict[uuid.UUID, int] = {}  # newest position an event named, per chat
         self.changes = 0  # edit and delete events seen, every chat: part of the key of every shared read
         self.reads: SharedReads[Batch] = SharedReads()
-        self.singles: SharedReads[tuple[int, dict[str, Any]] | None] = SharedReads()
+        self.singles: SharedReads[bytes | None] = SharedReads()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sent = 0  # message frames queued, all streams (a counter for metrics and the bench)
         self.cut = 0  # streams cut with 4408 for reading too slowly
@@ -133,9 +133,12 @@ class Hub:
         return await self.reads.read((chat, after, self.changes), lambda: self._load(chat, after))
 
     async def edited(self, chat: uuid.UUID, message_id: uuid.UUID) -> bytes | None:
-        """The ``message_edited`` frame of a message as it is now (None: deleted meanwhile)."""
-        found = await self.singles.read((chat, message_id, self.changes),
-                                        lambda: chats.message(self.runtime.db, chat, message_id))
+        """The ``message_edited`` frame of a message as it is now (None: deleted meanwhile), read and encoded once
+        for every stream asking since the same edits and deletes."""
+        return await self.singles.read((chat, message_id, self.changes), lambda: self._load_edited(chat, message_id))
+
+    async def _load_edited(self, chat: uuid.UUID, message_id: uuid.UUID) -> bytes | None:
+        found = await chats.message(self.runtime.db, chat, message_id)
         if found is None:
             return None
         return dumps({"type": "message_edited", "chat_id": chat.hex, "message": found[1]})
