@@ -7,10 +7,15 @@ read marker half way, M messages per chat, every tenth deleted), then times
 * the plugin's list query (``messenger_chats.conversations.LIST_CHATS``) for accounts in 10, 100 and
   1,000 chats, with 10 and with 300 messages per chat (the cost should follow the chats, not the
   messages), next to a naive list that counts each chat's unread messages;
-* ``GET /v1/chats`` over HTTP for the account in 1,000 chats;
-* ``POST /v1/chats/{id}/read`` (a marker moved forward over a few deletions).
+* ``GET /v1/chats`` over HTTP for the account in 1,000 chats, with the CPU time of this process (server and
+  client: Python's share) and PostgreSQL's execution time of the list query (EXPLAIN ANALYZE, TIMING OFF)
+  per request, which a busy machine disturbs far less than wall-clock times;
+* ``POST /v1/chats/{id}/read`` (a marker moved forward over a few deletions);
+* with ``--profile``, where the time of ``GET /v1/chats`` for the account in the most chats goes (cProfile
+  of the server and client in this one event loop: waiting on PostgreSQL shows as ``epoll``).
 
-Usage: ``.venv/bin/python -m bench.conversations [--chats 10,100,1000] [--messages 10,300] [--repeat 50]``.
+Usage: ``.venv/bin/python -m bench.conversations [--chats 10,100,1000] [--messages 10,300] [--repeat 50]
+[--profile]``.
 Prints Markdown tables (milliseconds, median and 95th percentile); ``bench/README.md`` has a recorded run.
 Needs the local PostgreSQL (``--host``, ``--user``).
 """
@@ -19,7 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import functools
+import io
+import pstats
+import statistics
 import json
 import time
 import uuid
@@ -151,14 +160,28 @@ async def query_rows(conn: psycopg.AsyncConnection, accounts: Accounts, repeat: 
     return rows
 
 
-async def http_rows(client: AsyncHTTPClient, base: str, accounts: Accounts, repeat: int) -> list[str]:
+async def server_ms(conn: psycopg.AsyncConnection, account: uuid.UUID, repeat: int) -> float:
+    """PostgreSQL's median execution time of the list query, milliseconds (no per-node timing)."""
+    samples = []
+    for _ in range(repeat):
+        cur = await conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + LIST_CHATS, {"account": account})
+        samples.append((await cur.fetchone())[0][0]["Execution Time"])
+    return statistics.median(samples)
+
+
+async def http_rows(client: AsyncHTTPClient, base: str, conn: psycopg.AsyncConnection, accounts: Accounts,
+                    repeat: int) -> list[str]:
     """Table rows: GET /v1/chats for the accounts in the most chats, then POST .../read."""
     rows = []
     most = max(chats for chats, _ in accounts.ids)
     for (chats, messages), headers in accounts.headers.items():
         if chats == most:
+            cpu = time.process_time()
             med, p95 = await timed(functools.partial(get_ok, client, f"{base}/v1/chats", headers), repeat)
-            rows.append(f"| GET /v1/chats, {chats:,} chats of {messages:,} messages | {med:.2f} / {p95:.2f} |")
+            cpu_ms = (time.process_time() - cpu) * 1000 / (repeat + 5)  # timed() warms up with 5 more
+            sql_ms = await server_ms(conn, accounts.ids[chats, messages], repeat)
+            rows.append(f"| GET /v1/chats, {chats:,} chats of {messages:,} messages | {med:.2f} / {p95:.2f} "
+                        f"| {cpu_ms:.2f} | {sql_ms:.2f} |")
     messages = max(messages for _, messages in accounts.ids)
     chat, headers = accounts.first_chat[most, messages], accounts.headers[most, messages]
     seqs = iter(range(messages // 2 + 1, messages + 1))
@@ -168,8 +191,22 @@ async def http_rows(client: AsyncHTTPClient, base: str, accounts: Accounts, repe
         resp = await client.fetch(f"{base}/v1/chats/{chat.hex}/read", method="POST", body=body, headers=headers)
         assert resp.code == 204
     med, p95 = await timed(mark, max(5, min(repeat, messages // 2 - 10)))
-    rows.append(f"| POST /v1/chats/{{id}}/read, one message further each time | {med:.2f} / {p95:.2f} |")
+    rows.append(f"| POST /v1/chats/{{id}}/read, one message further each time | {med:.2f} / {p95:.2f} | | |")
     return rows
+
+
+async def profile_list(client: AsyncHTTPClient, base: str, accounts: Accounts, repeat: int) -> str:
+    """The top functions (own time) over ``repeat`` GET /v1/chats of the account in the most chats."""
+    most = max(accounts.ids, key=lambda key: key[0])
+    headers = accounts.headers[most]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeat):
+        await get_ok(client, f"{base}/v1/chats", headers)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    return f"\nprofile of {repeat} GET /v1/chats, {most[0]:,} chats of {most[1]:,} messages:\n{out.getvalue()}"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -194,9 +231,12 @@ async def main(args: argparse.Namespace) -> None:
                       "| counting list ms (median / p95) |")
                 print("|---:|---:|---:|---:|")
                 print("\n".join(await query_rows(conn, accounts, args.repeat)))
-            print("\n| HTTP (one in-process server, auth on) | ms (median / p95) |")
-            print("|---|---:|")
-            print("\n".join(await http_rows(client, base, accounts, args.repeat)))
+                print("\n| HTTP (one in-process server, auth on) | ms (median / p95) | Python CPU ms "
+                      "| PostgreSQL ms |")
+                print("|---|---:|---:|---:|")
+                print("\n".join(await http_rows(client, base, conn, accounts, args.repeat)))
+            if args.profile:
+                print(await profile_list(client, base, accounts, args.repeat))
             client.close()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -209,6 +249,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chats", default="10,100,1000", help="chats per account, comma list")
     parser.add_argument("--messages", default="10,300", help="messages per chat, comma list")
     parser.add_argument("--repeat", type=int, default=50, help="timed runs per measurement")
+    parser.add_argument("--profile", action="store_true", help="also profile GET /v1/chats (cProfile)")
     parser.add_argument("--host", default="127.0.0.1", help="PostgreSQL host")
     parser.add_argument("--user", default="postgres", help="PostgreSQL role (trust auth)")
     return parser.parse_args()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import psycopg
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
-
-from support import PG_HOST, PG_USER
 
 
 class Stream:
@@ -72,16 +73,44 @@ def of_type(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [frame for frame in frames if frame["type"] == kind]
 
 
-def send_chat_event(database: str, payload: dict[str, Any]) -> None:
-    """Send a chats event the way the chats plugin does: ``pg_notify`` inside a committed transaction."""
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_notify('messenger_chats', %s)", (json.dumps(payload),))
+def masked(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client frame (clients must mask)."""
+    mask = os.urandom(4)
+    header = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        header += bytes([0x80 | len(payload)])
+    else:
+        header += bytes([0x80 | 126]) + struct.pack(">H", len(payload))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def member_event(database: str, kind: str, chat_id: str, member_id: str) -> dict[str, Any]:
-    """The contract's join/leave event of a member (its account read from the table)."""
-    with psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname={database}") as conn:
-        row = conn.execute("SELECT account_id FROM chat_members WHERE id = %s", (member_id,)).fetchone()
-    account = None if row is None or row[0] is None else row[0].hex
-    return {"k": kind, "c": chat_id, "u": member_id, "a": account}
+async def read_frames_to_close(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read server frames until the close frame: (messages before it, its close code)."""
+    count = 0
+    while True:
+        head = await reader.readexactly(2)
+        length = head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack(">H", await reader.readexactly(2))[0]
+        elif length == 127:
+            length = struct.unpack(">Q", await reader.readexactly(8))[0]
+        payload = await reader.readexactly(length)
+        if head[0] & 0x0F == 0x8:
+            return count, struct.unpack(">H", payload[:2])[0]
+        count += 1
+
+
+async def raw_stream(base_url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An upgraded ``/v1/events`` on a plain socket with a tiny receive buffer: a client that takes little at
+    a time (and nothing unless the test reads)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer

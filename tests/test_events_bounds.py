@@ -3,47 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
-import struct
 import time
 
-from chats_support import join, new_chat, read_page
-from events_support import Stream
-from support import serve_app
+from chats_support import join, new_chat, read_page, say
+from events_support import Stream, masked, raw_stream, read_frames_to_close
+from support import poll, serve_app
 
 CHATS_EVENTS = ("messenger_chats", "messenger_events")
 BOUND = 64 * 1024
 TEXT = "x" * 60_000
-
-
-def masked(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A client frame (clients must mask)."""
-    mask = os.urandom(4)
-    header = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        header += bytes([0x80 | len(payload)])
-    else:
-        header += bytes([0x80 | 126]) + struct.pack(">H", len(payload))
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-async def read_frames_to_close(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """Read server frames until the close frame: (messages before it, its close code)."""
-    count = 0
-    while True:
-        head = await reader.readexactly(2)
-        length = head[1] & 0x7F
-        if length == 126:
-            length = struct.unpack(">H", await reader.readexactly(2))[0]
-        elif length == 127:
-            length = struct.unpack(">Q", await reader.readexactly(8))[0]
-        payload = await reader.readexactly(length)
-        if head[0] & 0x0F == 0x8:
-            return count, struct.unpack(">H", payload[:2])[0]
-        count += 1
 
 
 async def test_a_slow_reader_is_cut_with_4408_and_memory_stays_bounded(env: dict[str, str]) -> None:
@@ -51,16 +20,7 @@ async def test_a_slow_reader_is_cut_with_4408_and_memory_stays_bounded(env: dict
         chat = await new_chat(srv.client)
         user = await join(srv.client, chat)
         _, start = await read_page(srv.client, chat, 1)
-        host, port = srv.url.removeprefix("http://").split(":")
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that takes little at a time
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write((f"GET /v1/events HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        reader, writer = await raw_stream(srv.url)
         writer.write(masked(json.dumps({"type": "subscribe", "chats": {chat: start}}).encode()))
         await writer.drain()
         hub = srv.runtime.state["messenger_events"]
@@ -108,3 +68,41 @@ async def test_client_frames_are_bounded_in_size_and_rate(env: dict[str, str]) -
         assert frames[-1] == {"type": "error", "message": "request-limit-exceeded"}
         assert all(f == {"type": "subscribed", "chats": []} for f in frames[:-1])
         assert 5 <= len(frames) - 1 <= 12  # a burst of twice the rate, plus what refilled meanwhile
+
+
+async def test_edits_piling_up_for_a_stream_that_reads_nothing_cut_it_with_4408(env: dict[str, str]) -> None:
+    """A stream whose client stopped reading holds its chat's edits and deletes until it gets to them: they count
+    against EVENTS_MAX_BACKLOG_BYTES with what waits to be sent, so its memory stays bounded there too."""
+    text = "y" * 20_000
+    async with serve_app({**env, "EVENTS_MAX_BACKLOG_BYTES": str(BOUND)}, plugins=CHATS_EVENTS) as srv:
+        chat = await new_chat(srv.client)
+        user = await join(srv.client, chat)
+        _, start = await read_page(srv.client, chat, 1)
+        first = await say(srv.client, chat, user, "to be edited")
+        reader, writer = await raw_stream(srv.url)
+        writer.write(masked(json.dumps({"type": "subscribe", "chats": {chat: start}}).encode()))
+        await writer.drain()
+        hub = srv.runtime.state["messenger_events"]
+        stream = await poll(lambda: _only_stream(hub))
+        deadline = time.monotonic() + 60
+        while stream.pending_bytes <= BOUND // 2:  # until its pump waits for the client to take what was sent
+            assert time.monotonic() < deadline, "the stream's pump never had to wait"
+            await say(srv.client, chat, user, text)
+        assert hub.cut == 0
+        edits = 0
+        while hub.cut == 0:
+            assert edits <= BOUND // 128, f"not cut after {edits} edits"
+            resp = await srv.client.request("PATCH", f"/v1/chats/{chat}/messages/{first}?user_id={user}",
+                                            {"message": f"edit {edits}"})
+            assert resp.status == 200, resp
+            edits += 1
+        assert edits > 1 and hub.cut == 1
+        _, code = await asyncio.wait_for(read_frames_to_close(reader), 30)
+        assert code == 4408
+        writer.close()
+        assert await _closed_soon(srv.runtime)
+
+
+async def _only_stream(hub: object) -> object | None:
+    streams = [s for s in getattr(hub, "streams") if getattr(s, "carried")]
+    return streams[0] if len(streams) == 1 else None

@@ -4,7 +4,8 @@ Membership queries for plugins that must respect who may see which chat (search 
 
 * :func:`chats_of_account` -- the chats in which an account has a present member;
 * :func:`member_scope` -- the chats a chat member id may see;
-* :func:`account_in_chat` -- whether an account owns a member of a chat.
+* :func:`account_in_chat` -- whether an account owns a member of a chat;
+* :func:`chat_summary` -- an account's summary of one chat, exactly as ``GET /v1/chats`` lists it.
 
 Reading messages as a stream does (the events plugin):
 
@@ -46,14 +47,14 @@ from typing import Any
 
 from messenger_core import Database
 
-from . import cursor
+from . import conversations, cursor
 from .errors import bad_cursor, chat_not_found, user_not_found
 from .events import CHANNEL
 from .events import parse as parse_event
 from .store import message_json
 
-__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chats_of_account", "iterator", "last_seqs",
-           "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
+__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chat_summary", "chats_of_account", "iterator",
+           "last_seqs", "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
 
 _ACCOUNT_IN_CHAT = """
 SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s AND left_at IS NULL LIMIT 1
@@ -104,6 +105,13 @@ async def member_scope(db: Database, member_id: uuid.UUID) -> list[uuid.UUID] | 
 async def account_in_chat(db: Database, chat_id: uuid.UUID, account_id: str | uuid.UUID) -> bool:
     """Whether the account owns at least one member of the chat (read from PostgreSQL)."""
     return await db.fetchone(_ACCOUNT_IN_CHAT, (_as_uuid(account_id), chat_id)) is not None
+
+
+async def chat_summary(db: Database, account_id: str | uuid.UUID, chat_id: uuid.UUID) -> bytes | None:
+    """The account's summary of the chat as JSON, exactly as ``GET /v1/chats`` lists it (the same query), or
+    None when the account has no present member there."""
+    found = await conversations.summaries(db, _as_uuid(account_id), chat_id)
+    return found[0] if found else None
 
 
 async def last_seqs(db: Database, chat_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from messenger_core import Database
+
 from . import cursor, events
 from .errors import bad_cursor, chat_not_found, message_not_found, user_not_found
 from .store import ChatStore, Member, message_json
@@ -77,14 +79,24 @@ WHERE id = %(message)s AND chat_id = %(chat)s AND deleted_at IS NULL AND {AUTHOR
 RETURNING seq
 """
 COUNT_DELETED = "UPDATE chat_accounts SET deleted_upto = deleted_upto + 1 WHERE chat_id = %s AND read_seq >= %s"
-#: The chat list of an account (parameter: ``account``).  Tests EXPLAIN it.
-LIST_CHATS = """
-SELECT c.id, c.name, c.private, c.owner_id, c.last_seq, c.deleted_total, a.read_seq, a.deleted_upto,
-       lm.id AS m_id, lm.member_id AS m_member, lm.text AS m_text, lm.created_at AS m_created,
-       lm.edited_at AS m_edited,
-       ARRAY(SELECT u.id FROM chat_members AS u
-             WHERE u.account_id = a.account_id AND u.chat_id = a.chat_id AND u.left_at IS NULL
-             ORDER BY u.created_at, u.id) AS mine
+#: A timestamp in SQL as the API writes it (``store.timestamp``): ISO 8601 in UTC with microseconds.
+_ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+_HEX = "encode(uuid_send({}), 'hex')"  # uuid.hex
+#: The chat summaries of an account (parameter ``account``), the most recently active first, each as JSON built
+#: by PostgreSQL (all but ``read_iterator``, which needs the iterator key: :func:`summaries` adds it).  ``{only}``
+#: is empty for the whole list, or narrows it to one chat (parameter ``chat``): one query shape for both.
+_SUMMARIES = f"""
+SELECT c.id, a.read_seq, json_build_object(
+    'chat_id', {_HEX.format('c.id')}, 'chat_name', c.name, 'private', c.private,
+    'owner', coalesce(c.owner_id = a.account_id, false),
+    'my_user_ids', ARRAY(SELECT {_HEX.format('u.id')} FROM chat_members AS u
+                         WHERE u.account_id = a.account_id AND u.chat_id = a.chat_id AND u.left_at IS NULL
+                         ORDER BY u.created_at, u.id),
+    'last_message', CASE WHEN lm.id IS NULL THEN NULL ELSE json_build_object(
+        'message_id', {_HEX.format('lm.id')}, 'user_id', {_HEX.format('lm.member_id')}, 'text', lm.text,
+        'created_at', {_ISO.format('lm.created_at')}, 'edited_at', {_ISO.format('lm.edited_at')}) END,
+    'unread', (c.last_seq - a.read_seq) - (c.deleted_total - a.deleted_upto)
+)::text AS summary
 FROM chat_accounts AS a
 JOIN chats AS c ON c.id = a.chat_id
 LEFT JOIN LATERAL (
@@ -93,9 +105,13 @@ LEFT JOIN LATERAL (
     ORDER BY seq DESC
     LIMIT 1
 ) AS lm ON true
-WHERE a.account_id = %(account)s
+WHERE a.account_id = %(account)s{{only}}
 ORDER BY coalesce(lm.created_at, a.joined_at) DESC, c.id
 """
+#: The chat list of an account (parameter: ``account``).  Tests EXPLAIN it.
+LIST_CHATS = _SUMMARIES.format(only="")
+#: One chat's summary for an account (parameters: ``account``, ``chat``), exactly as the list has it.
+ONE_CHAT = _SUMMARIES.format(only=" AND a.chat_id = %(chat)s")
 MEMBERS = """
 SELECT id, user_name, account_id FROM chat_members WHERE chat_id = %s AND left_at IS NULL ORDER BY created_at, id
 """
@@ -104,6 +120,18 @@ SELECT id, user_name, account_id FROM chat_members WHERE chat_id = %s AND left_a
 def invite_hash(token: str) -> bytes:
     """What is stored of an invite: its SHA-256 (the token itself is only ever in the answer)."""
     return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+async def summaries(db: Database, account_id: uuid.UUID, chat_id: uuid.UUID | None = None) -> list[bytes]:
+    """The account's chat summaries as JSON (API.md, Conversations), the most recently active first; with
+    ``chat_id`` only that chat's (none when the account is not in it)."""
+    if chat_id is None:
+        rows = await db.fetchall(LIST_CHATS, {"account": account_id})
+    else:
+        rows = await db.fetchall(ONE_CHAT, {"account": account_id, "chat": chat_id})
+    # '{..., "unread" : 3}' and the read iterator: PostgreSQL built everything else
+    return [f'{row["summary"][:-1]}, "read_iterator" : "{cursor.encode(row["id"], row["read_seq"])}"}}'.encode()
+            for row in rows]
 
 
 @dataclass(frozen=True)
@@ -140,8 +168,9 @@ class Conversations:
             await conn.execute(INSERT_MEMBER, (member_id, chat_id, user_name, account_id))
             if account_id is not None:
                 await conn.execute(JOIN_ACCOUNT, (account_id, chat_id, chat["last_seq"], chat["deleted_total"]))
+            # "s": the chat's last position at this commit (its row is locked): a stream carries the chat from there
             await events.notify(conn, {"k": "join", "c": chat_id.hex, "u": member_id.hex,
-                                       "a": account_id.hex if account_id else None})
+                                       "a": account_id.hex if account_id else None, "s": chat["last_seq"]})
         await self.store.remember_member(member_id, Member(chat_id, account_id), chat["version"])
         return member_id
 
@@ -213,21 +242,9 @@ class Conversations:
             await conn.execute(MOVE_MARKER, (seq, deleted, account_id, chat_id))
         return True
 
-    async def chats_of(self, account_id: uuid.UUID) -> list[dict[str, Any]]:
-        """The account's chat summaries, the most recently active first (API.md, Conversations)."""
-        rows = await self.db.fetchall(LIST_CHATS, {"account": account_id})
-        out = []
-        for row in rows:
-            last = None
-            if row["m_id"] is not None:
-                last = message_json({"id": row["m_id"], "member_id": row["m_member"], "text": row["m_text"],
-                                     "created_at": row["m_created"], "edited_at": row["m_edited"]})
-            unread = (row["last_seq"] - row["read_seq"]) - (row["deleted_total"] - row["deleted_upto"])
-            out.append({"chat_id": row["id"].hex, "chat_name": row["name"], "private": row["private"],
-                        "owner": row["owner_id"] == account_id, "my_user_ids": [m.hex for m in row["mine"]],
-                        "last_message": last, "unread": unread,
-                        "read_iterator": cursor.encode(row["id"], row["read_seq"])})
-        return out
+    async def chats_of(self, account_id: uuid.UUID) -> bytes:
+        """The body of ``GET /v1/chats``: the account's chat summaries, the most recently active first."""
+        return b'{"chats":[' + b",".join(await summaries(self.db, account_id)) + b"]}"
 
     async def members(self, chat_id: uuid.UUID, actor: Actor) -> list[dict[str, Any]]:
         """The chat's present members; ``mine``: the actor's (its account's, or itself with auth off)."""

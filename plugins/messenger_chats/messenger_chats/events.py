@@ -7,7 +7,9 @@ payload is compact JSON with ids only (NOTIFY payloads are limited to 8000 bytes
 * ``{"k": "post", "c": "<chat hex>", "s": <the chat's last seq after this commit>}``: once per chat per
   group-committed batch of posts (sent by the insert statement itself, ``store.POST_MESSAGES``);
 * ``{"k": "edit" | "delete", "c": "<chat hex>", "m": "<message hex>", "s": <its seq>}``;
-* ``{"k": "join" | "leave", "c": "<chat hex>", "u": "<member hex>", "a": "<account hex>" | null}``.
+* ``{"k": "join", "c": "<chat hex>", "u": "<member hex>", "a": "<account hex>" | null, "s": <the chat's last seq
+  at the join's commit>}`` (a stream carries the chat from that position);
+* ``{"k": "leave", "c": "<chat hex>", "u": "<member hex>", "a": "<account hex>" | null}``.
 
 Listeners subscribe through the core's :class:`~messenger_core.PubSub` (``runtime.pubsub``).
 """

@@ -91,7 +91,7 @@ class ChatsHandler(ChatsBaseHandler):
           503: DatabaseUnavailable
         """
         account = await self.account_required()
-        self.write_json({"chats": await self.conversations.chats_of(account)})
+        self.write_json(await self.conversations.chats_of(account))
 
     async def post(self) -> None:
         """Create a chat.

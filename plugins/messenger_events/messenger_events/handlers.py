@@ -1,11 +1,20 @@
 """``GET /v1/events``: the WebSocket stream of chat messages (API.md, "Real-time delivery").
 
-Per stream the server keeps, for each carried chat, only the position of the last message sent; a pump
-task reads what follows (shared with every stream of the process at the same position, see
-:mod:`.hub`) and sends it, one chat at a time, so each chat's messages go out in order, exactly once.
+Per stream the server keeps, for each carried chat, the position of the last message sent and the chat's
+events it has not acted on yet, in commit order: "read up to position s" (consecutive ones merged into
+one) and "message m at position s was edited / deleted".  A pump task takes them in that order, one chat
+at a time: it reads the messages up to s (shared with every stream of the process at the same position,
+see :mod:`.hub`) and sends them, and sends an edit (the message as it is now) or a delete only for a
+message at or before its position; a later message is read as it is, change included.  So each chat's
+messages go out in order, exactly once, and its edits and deletes in order with them.
 Frames waiting for the client are counted: past ``EVENTS_MAX_BACKLOG_BYTES`` the stream is cut with 4408,
-so one slow client never makes the server's memory grow.  While a backlog is replayed the pump waits for
-the client to take half of it before reading more.
+so one slow client never makes the server's memory grow; the edits and deletes a stream has still to act
+on count 128 bytes each against the same bound.  While a backlog is replayed the
+pump waits for the client to take half of it before reading more.
+
+A chat the account joins is carried from the join's own position (its event names the chat's last
+position at the join's commit), at once; its messages wait until ``chat_joined`` (the chat's summary, as
+``GET /v1/chats`` lists it) was sent.
 """
 
 from __future__ import annotations
@@ -15,13 +24,13 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from messenger_chats import api as chats
-from messenger_core import ApiError, BaseHandler, Identity, bad_parameters, parse_uuid
+from messenger_core import ApiError, BaseHandler, Identity, bad_parameters, dumps, parse_uuid
 
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
 from .hub import Hub, hub_of
@@ -29,14 +38,36 @@ from .hub import Hub, hub_of
 log = logging.getLogger("messenger.events")
 
 READY = b'{"type":"ready"}'
+CHANGE_BYTES = 128  # what one pending edit or delete counts for against EVENTS_MAX_BACKLOG_BYTES
+
+#: A pending event of a chat: ``("read", upto, None)`` (None: no bound, a backlog) or ``("edit" | "delete", seq,
+#: message_id)``.
+Pending = tuple[str, int | None, uuid.UUID | None]
 
 
-@dataclass
-class Carried:
-    """A chat the stream carries: the position sent so far; ``generation`` moves on at each restart."""
+@dataclass(slots=True)
+class Carried:  # pylint: disable=too-many-instance-attributes
+    """A chat the stream carries: the position sent so far and the events to act on, in order.
+
+    ``generation`` moves on at each restart; ``held``: ``chat_joined`` is not sent yet; ``rejoined``: a join
+    event came while a leave was being checked; ``changes``: edits and deletes among ``pending`` (a list, not a
+    deque: it is nearly always empty, and an empty list is a tenth of an empty deque, per chat of every stream).
+    """
 
     position: int
     generation: int = 0
+    pending: list[Pending] = field(default_factory=list)
+    held: bool = False
+    rejoined: bool = False
+    changes: int = 0
+
+    def read_upto(self, upto: int | None) -> None:
+        """Messages up to ``upto`` (None: all) are to be read: merged into a read already last in line."""
+        if self.pending and self.pending[-1][0] == "read":
+            last = self.pending[-1][1]
+            self.pending[-1] = ("read", None if last is None or upto is None else max(last, upto), None)
+        else:
+            self.pending.append(("read", upto, None))
 
 
 class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-method,too-many-instance-attributes
@@ -58,10 +89,12 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self.dirty: dict[uuid.UUID, None] = {}  # chats to read, in order
         self.waiting_for: list[tuple[set[uuid.UUID], list[str]]] = []  # subscribes not yet "subscribed"
         self.pending_bytes = 0
+        self.pending_changes = 0  # edits and deletes waiting in the carried chats' ``pending``
         self.settings_ = self.runtime.config.events
         self._wakeup = asyncio.Event()
         self._drained: asyncio.Future[None] | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._tokens = 2.0 * self.settings_.frames_per_second
         self._refilled = time.monotonic()
@@ -92,7 +125,10 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
           Client `{"type": "subscribe", "chats": {"<chat_id>": "<iterator>" | null}}` replays every message
           after each iterator (null: only new ones), then `{"type": "subscribed", "chats": [...]}`. Server
           frames: `{"type": "message", "chat_id", "message", "iterator"}` (resume with the last iterator of
-          each chat and miss nothing), `message_edited`, `message_deleted`, `chat_joined`, `error` (with
+          each chat and miss nothing), `{"type": "message_edited", "chat_id", "message"}` and `{"type":
+          "message_deleted", "chat_id", "message_id"}` in order with the chat's messages, `{"type":
+          "chat_joined", "chat": <summary as GET /v1/chats lists it>}` (then the chat's messages from the
+          join on), `error` (with
           `chat-not-found`, `bad-cursor` or `bad-parameters` the stream goes on). Close codes: 1001 the server
           shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 4401 unauthorized,
           4408 the client read too slowly (its backlog passed EVENTS_MAX_BACKLOG_BYTES), 4429 more than
@@ -177,6 +213,8 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self._cancel_timers()
         if self._pump_task is not None:
             self._pump_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         if self.counted_stream:
             self.counted_stream = False
             self.runtime.open_streams -= 1
@@ -195,7 +233,8 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                     self._later(identity.expires_at - time.time(), self.fail, "session-id-expired")
                 mine = await chats.chats_of_account(self.runtime.db, identity.account_id)
                 for chat, seq in (await chats.last_seqs(self.runtime.db, mine)).items():
-                    self._carry(chat, seq)
+                    if chat not in self.carried:  # joined meanwhile: carried from the join already
+                        self._carry(chat, seq)
         except ApiError as exc:
             self._give_up(exc)
             return
@@ -205,15 +244,18 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self._write(READY)
         self._pump_task = asyncio.ensure_future(self._pump())
 
-    def _carry(self, chat: uuid.UUID, position: int) -> None:
+    def _carry(self, chat: uuid.UUID, position: int, backlog: bool = False) -> Carried:
+        """Carry ``chat`` from ``position`` (a restart when carried already); ``backlog``: read what follows."""
         state = self.carried.get(chat)
         if state is None:
-            self.carried[chat] = Carried(position)
+            state = self.carried[chat] = Carried(position)
             self.hub.carry(self, chat)
         else:
             state.position, state.generation = position, state.generation + 1
-        if self.hub.latest.get(chat, 0) > position:
+        if backlog or self.hub.latest.get(chat, 0) > position:
+            state.read_upto(None)
             self._mark(chat)
+        return state
 
     def _mark(self, chat: uuid.UUID) -> None:
         self.dirty[chat] = None
@@ -249,8 +291,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             if position < 0 or position > last:
                 self.send(error_frame("bad-cursor", chat_id=text).encode())
                 continue
-            self._carry(chat, position)
-            self._mark(chat)
+            self._carry(chat, position, backlog=True)
             started.append(chat)
         self.waiting_for.append((set(started), [chat.hex for chat in started]))
         self._wakeup.set()
@@ -281,7 +322,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
     # ---- delivery ------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Read and send the carried chats that have news, one at a time (each chat in order)."""
+        """Act on the carried chats' pending events, one chat and one event at a time (each chat in order)."""
         while not self.closing:
             if not self.dirty:
                 self._caught_up(None)  # a subscribe that named no valid chat
@@ -294,9 +335,10 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             if state is None:
                 self._caught_up(chat)
                 continue
-            start, generation = state.position, state.generation
+            if state.held:
+                continue  # chat_joined first: marked again once it is sent
             try:
-                batch = await self.hub.read(chat, start)
+                more = await self._step(chat, state)
             except ApiError:
                 await asyncio.sleep(1.0)  # PostgreSQL away: try again (the stream stays open)
                 if self.carried.get(chat) is state:
@@ -304,20 +346,51 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 continue
             if self.closing:
                 return
-            if self.carried.get(chat) is not state or state.generation != generation:
-                continue  # restarted or dropped while reading
-            for _, frame in batch.frames:
-                if not self.send(frame):
-                    return
-            self.hub.sent += len(batch.frames)
-            if batch.frames:
-                state.position = batch.frames[-1][0]
-            if batch.full or (batch.frames and self.hub.latest.get(chat, 0) > state.position):
+            if more:
                 self._mark(chat)
-            else:
+            elif self.carried.get(chat) is state:
                 self._caught_up(chat)
             if self.pending_bytes > self.settings_.max_backlog_bytes // 2:
                 await self._until_drained()
+
+    async def _step(self, chat: uuid.UUID, state: Carried) -> bool:
+        """Act on the chat's first pending event (nothing pending: nothing to do); whether more remain."""
+        if not state.pending:
+            return False
+        kind, seq, message_id = state.pending[0]
+        if kind != "read":
+            state.pending.pop(0)
+            state.changes -= 1
+            self.pending_changes -= 1
+            if seq is not None and message_id is not None and seq <= state.position:  # else: read as it is now
+                if kind == "delete":
+                    self.send(dumps({"type": "message_deleted", "chat_id": chat.hex, "message_id": message_id.hex}))
+                else:
+                    frame = await self.hub.edited(chat, message_id)  # None: deleted meanwhile, its event follows
+                    if frame is not None and self.carried.get(chat) is state and seq <= state.position:
+                        self.send(frame)
+            return bool(state.pending)
+        start, generation = state.position, state.generation
+        batch = await self.hub.read(chat, start)
+        if self.closing or self.carried.get(chat) is not state:
+            return False  # closed, or dropped while reading
+        if state.generation != generation:
+            return True  # restarted while reading: from the new position
+        frames = batch.frames if seq is None else [(at, frame) for at, frame in batch.frames if at <= seq]
+        for _, frame in frames:
+            if not self.send(frame):
+                return False
+        self.hub.sent += len(frames)
+        if frames:
+            state.position = frames[-1][0]
+        if not batch.full or len(frames) < len(batch.frames):  # everything up to the bound is sent
+            if seq is not None:
+                state.position = max(state.position, seq)
+            if state.pending and state.pending[0] == (kind, seq, message_id):
+                state.pending.pop(0)
+                if seq is None:
+                    self._caught_up(chat)  # the backlog a subscribe asked for
+        return bool(state.pending)
 
     async def _until_drained(self) -> None:
         """Wait until the client took what was sent (a backlog is not read faster than it is taken)."""
@@ -356,19 +429,30 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
     # ---- what the hub tells -------------------------------------------------------------------
 
     def poke(self, chat: uuid.UUID, seq: int) -> None:
-        """A carried chat has messages up to ``seq``."""
+        """A carried chat has messages up to ``seq``: read them after what is pending."""
         state = self.carried.get(chat)
-        if state is not None and seq > state.position and self.authed:
+        if state is not None and seq > state.position:
+            state.read_upto(seq)
             self._mark(chat)
 
-    def carries(self, chat: uuid.UUID) -> int | None:
-        """The position sent so far in ``chat`` (None: not carried)."""
+    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
+        """A message of a carried chat was edited or deleted: act on it after what is pending."""
         state = self.carried.get(chat)
-        return None if state is None else state.position
+        if state is None:
+            return
+        if self.pending_bytes + (self.pending_changes + 1) * CHANGE_BYTES > self.settings_.max_backlog_bytes:
+            self.hub.cut += 1
+            self._close(TOO_SLOW, "too slow")
+            return
+        state.pending.append((kind, seq, message_id))
+        state.changes += 1
+        self.pending_changes += 1
+        self._mark(chat)
 
     def resync(self) -> None:
         """Events may have been missed: read every carried chat again, check the session again."""
-        for chat in self.carried:
+        for chat, state in self.carried.items():
+            state.read_upto(None)
             self._mark(chat)
         if self.session is not None:
             asyncio.ensure_future(self._recheck())
@@ -380,25 +464,62 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             if exc.status_code == 401:
                 self.fail(exc.code)
 
-    async def joined(self, chat: uuid.UUID) -> None:
-        """The account joined ``chat`` (in any worker): carry it from now on."""
-        if chat in self.carried or self.closing:
+    def joined(self, chat: uuid.UUID, seq: int | None) -> None:
+        """The account joined ``chat`` (in any worker) when its last position was ``seq``: carry it from there
+        at once (so nothing committed after the join's 201 is missed), and say ``chat_joined`` first."""
+        state = self.carried.get(chat)
+        if state is not None:
+            state.rejoined = True
             return
+        if self.closing:
+            return
+        if seq is None:  # an event without the join's position (an older sender): the chat as it is now
+            self._spawn(self._join_now(chat))
+            return
+        state = self._carry(chat, seq)
+        if self.authed:  # before "ready" the chat is one of those the stream starts with: no chat_joined
+            state.held = True
+            self._spawn(self._announce(chat, state))
+
+    async def _join_now(self, chat: uuid.UUID) -> None:
         position = self.hub.latest.get(chat)
         if position is None:
             position = (await chats.last_seqs(self.runtime.db, [chat])).get(chat)
-            if position is None or chat in self.carried or self.closing:
-                return
-        self._carry(chat, position)
-        self.send(json.dumps({"type": "chat_joined", "chat": {"chat_id": chat.hex}}).encode())
+        if position is not None and chat not in self.carried and not self.closing:
+            self.joined(chat, position)
+
+    async def _announce(self, chat: uuid.UUID, state: Carried) -> None:
+        """Send ``chat_joined`` with the chat's summary, then let its messages go."""
+        while True:
+            try:
+                summary = await chats.chat_summary(self.runtime.db, str(self.account), chat)
+                break
+            except ApiError:
+                await asyncio.sleep(1.0)  # PostgreSQL away: the chat's messages wait for it
+        if self.closing or self.carried.get(chat) is not state:
+            return
+        if summary is None:  # left again meanwhile
+            self._drop(chat)
+            return
+        self.send(b'{"type":"chat_joined","chat":' + summary + b"}")
+        state.held = False
+        self._mark(chat)
 
     async def left(self, chat: uuid.UUID) -> None:
         """A member of the account left ``chat``: stop carrying it once the account has none there."""
-        if chat not in self.carried or self.account is None:
+        state = self.carried.get(chat)
+        if state is None or self.account is None:
             return
+        state.rejoined = False
         if await chats.account_in_chat(self.runtime.db, chat, self.account):
             return
-        self.carried.pop(chat, None)
+        if self.carried.get(chat) is state and not state.rejoined:
+            self._drop(chat)
+
+    def _drop(self, chat: uuid.UUID) -> None:
+        state = self.carried.pop(chat, None)
+        if state is not None:
+            self.pending_changes -= state.changes
         self.dirty.pop(chat, None)
         self.hub.drop(self, chat)
         self._caught_up(chat)
@@ -437,6 +558,17 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             return False
         self._tokens -= 1.0
         return True
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("events: a stream's task failed: %s", exc or type(exc).__name__)
 
     def _later(self, delay: float, func: Any, *args: Any) -> None:
         self._timers.append(asyncio.get_running_loop().call_later(max(0.0, delay), func, *args))

@@ -1,9 +1,12 @@
 """The process's streams, indexed by chat, account and session, fed by the chats' events.
 
-No stream has a queue of its own on the server: each holds, per carried chat, the position of the last
-message it sent, and reads what follows from PostgreSQL when an event says there is more.  The streams of
-one process at the same position of a chat share one read (:class:`~messenger_core.SharedReads`), whose
-frames are encoded once for all of them.  A client that reconnects anywhere resumes from its iterators.
+No stream has a queue of messages on the server: each holds, per carried chat, the position of the last
+message it sent and the chat's events not yet acted on (ids and positions, in commit order), and reads what
+follows from PostgreSQL when an event says there is more.  The streams of one process at the same position
+of a chat share one read (:class:`~messenger_core.SharedReads`), whose frames are encoded once for all of
+them.  A read is shared only by streams that have seen the same edits and deletes (its key names
+:attr:`Hub.changes`), so no stream takes a read begun before a change it already acted on.  A client that
+reconnects anywhere resumes from its iterators.
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ class Stream(Protocol):
     def poke(self, chat: uuid.UUID, seq: int) -> None:
         """A chat it carries has messages up to ``seq``."""
 
+    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
+        """A message (at ``seq``) of a chat it carries was edited or deleted (``kind``)."""
+
     def resync(self) -> None:
         """Events may have been missed: read every carried chat again and check the session."""
-
-    def carries(self, chat: uuid.UUID) -> int | None:
-        """The position sent so far in ``chat``, or None when it does not carry it."""
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame (the backlog bound applies)."""
@@ -56,8 +59,8 @@ class Stream(Protocol):
     def fail(self, code: str) -> None:
         """Send an error frame and close with 4401."""
 
-    def joined(self, chat: uuid.UUID) -> Awaitable[None]:
-        """The account joined ``chat``: carry it from now on."""
+    def joined(self, chat: uuid.UUID, seq: int | None) -> None:
+        """The account joined ``chat`` (its last position at the join's commit): carry it from there."""
 
     def left(self, chat: uuid.UUID) -> Awaitable[None]:
         """A member of the account left ``chat``: stop carrying it if that was the account's last."""
@@ -76,8 +79,9 @@ class Hub:
         self.by_account: dict[str, set[Stream]] = {}
         self.by_session: dict[str, set[Stream]] = {}
         self.latest: dict[uuid.UUID, int] = {}  # newest position an event named, per chat
+        self.changes = 0  # edit and delete events seen, every chat: part of the key of every shared read
         self.reads: SharedReads[Batch] = SharedReads()
-        self.singles: SharedReads[tuple[int, dict[str, Any]] | None] = SharedReads()
+        self.singles: SharedReads[bytes | None] = SharedReads()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sent = 0  # message frames queued, all streams (a counter for metrics and the bench)
         self.cut = 0  # streams cut with 4408 for reading too slowly
@@ -124,8 +128,20 @@ class Hub:
     # ---- reads ---------------------------------------------------------------------------------
 
     async def read(self, chat: uuid.UUID, after: int) -> Batch:
-        """Messages after ``after`` (up to ``EVENTS_PAGE``), shared by every stream reading the same."""
-        return await self.reads.read((chat, after), lambda: self._load(chat, after))
+        """Messages after ``after`` (up to ``EVENTS_PAGE``), shared by every stream reading the same since the
+        same edits and deletes."""
+        return await self.reads.read((chat, after, self.changes), lambda: self._load(chat, after))
+
+    async def edited(self, chat: uuid.UUID, message_id: uuid.UUID) -> bytes | None:
+        """The ``message_edited`` frame of a message as it is now (None: deleted meanwhile), read and encoded once
+        for every stream asking since the same edits and deletes."""
+        return await self.singles.read((chat, message_id, self.changes), lambda: self._load_edited(chat, message_id))
+
+    async def _load_edited(self, chat: uuid.UUID, message_id: uuid.UUID) -> bytes | None:
+        found = await chats.message(self.runtime.db, chat, message_id)
+        if found is None:
+            return None
+        return dumps({"type": "message_edited", "chat_id": chat.hex, "message": found[1]})
 
     async def _load(self, chat: uuid.UUID, after: int) -> Batch:
         rows = await chats.messages_after(self.runtime.db, chat, after, self.page)
@@ -147,8 +163,13 @@ class Hub:
                 self._posted(chat, int(event["s"]))
             elif kind in ("edit", "delete"):
                 self._changed(chat, kind, uuid.UUID(event["m"]), int(event["s"]))
-            elif kind in ("join", "leave") and isinstance(event.get("a"), str):
-                self._membership(chat, kind, uuid.UUID(event["a"]).hex)
+            elif kind == "join" and isinstance(event.get("a"), str):
+                seq = event.get("s")
+                for stream in list(self.by_account.get(uuid.UUID(event["a"]).hex, ())):
+                    stream.joined(chat, None if seq is None else int(seq))
+            elif kind == "leave" and isinstance(event.get("a"), str):
+                for stream in list(self.by_account.get(uuid.UUID(event["a"]).hex, ())):
+                    self._spawn(stream.left(chat))
         except (KeyError, TypeError, ValueError):
             log.warning("events: an event that is not one: %.200s", payload)
 
@@ -161,30 +182,11 @@ class Hub:
             stream.poke(chat, seq)
 
     def _changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
-        # streams that already sent the message learn of the change; the others will read it as it is
-        streams = [s for s in self.by_chat.get(chat, ()) if (s.carries(chat) or 0) >= seq]
-        if not streams:
-            return
-        if kind == "delete":
-            frame = dumps({"type": "message_deleted", "chat_id": chat.hex, "message_id": message_id.hex})
-            for stream in streams:
-                stream.send(frame)
-            return
-        self._spawn(self._edited(chat, message_id, streams))
-
-    async def _edited(self, chat: uuid.UUID, message_id: uuid.UUID, streams: list[Stream]) -> None:
-        found = await self.singles.read((chat, message_id),
-                                        lambda: chats.message(self.runtime.db, chat, message_id))
-        if found is None:
-            return  # deleted meanwhile: its delete event follows
-        frame = dumps({"type": "message_edited", "chat_id": chat.hex, "message": found[1]})
-        for stream in streams:
-            if stream.carries(chat) is not None:
-                stream.send(frame)
-
-    def _membership(self, chat: uuid.UUID, kind: str, account: str) -> None:
-        for stream in list(self.by_account.get(account, ())):
-            self._spawn(stream.joined(chat) if kind == "join" else stream.left(chat))
+        # every stream of the chat takes it in order with the chat's posts; each decides when it gets there
+        # (a message it has not sent yet will be read as it is now, with the change)
+        self.changes += 1
+        for stream in list(self.by_chat.get(chat, ())):
+            stream.changed(chat, kind, message_id, seq)
 
     def _session_ended(self, payload: str) -> None:
         for stream in list(self.by_session.get(payload.strip().lower(), ())):
