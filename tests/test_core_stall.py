@@ -59,7 +59,9 @@ async def answers_before_the_yardstick(request: Awaitable[Response], bare: psyco
             "the request waited for a server-side cancel that the stalled network cannot carry"
         return answer.result()
     finally:
-        old_way.cancel()  # interrupted again, psycopg closes the bare connection without waiting further
+        while not old_way.done():  # a cancel interrupted again: psycopg closes the connection at once
+            old_way.cancel()
+            await asyncio.wait({old_way}, timeout=0.1)
         await asyncio.gather(old_way, return_exceptions=True)
         await bare.close()
 
@@ -121,3 +123,29 @@ async def test_a_query_abandoned_at_its_deadline_is_still_cancelled_on_the_serve
                 return row is not None and row[0] == 0
         await poll(gone, timeout=10)
         assert await srv.runtime.db.fetchone("SELECT 1 AS one") == {"one": 1}
+
+
+async def test_a_transaction_stalled_between_its_queries_rolls_back_without_hanging(
+        env: dict[str, str], database: str) -> None:
+    async with stalling_server(env) as (srv, proxy):
+        db = srv.runtime.db
+        bare = await bare_connection(proxy, database)
+        stalled = asyncio.Event()
+
+        async def as_a_request() -> str:
+            try:
+                async with db.transaction() as conn:
+                    await conn.execute("SELECT 1")
+                    proxy.stall()
+                    stalled.set()
+                    await asyncio.sleep(3600)  # e.g. a call to another service: the deadline ends it
+            except DatabaseUnavailable as exc:
+                return exc.code
+            return "no error"
+        outcome = asyncio.ensure_future(as_a_request())
+        await stalled.wait()
+        # the way out of the block rolls back: on the stalled connection, that would wait for ever
+        assert await answers_before_the_yardstick(outcome, bare) == "database-unavailable"
+        proxy.restore()
+        await back_to_normal(srv)
+        assert await db.fetchone("SELECT 1 AS one") == {"one": 1}
