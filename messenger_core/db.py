@@ -273,6 +273,7 @@ class Deadline:
         self.expired = False
         self._timeout = asyncio.timeout(None)
         self._handle: asyncio.TimerHandle | None = None
+        self._shut: psycopg.AsyncConnection | None = None  # the connection shut down at the deadline
 
     async def __aenter__(self) -> "Deadline":
         await self._timeout.__aenter__()
@@ -282,6 +283,9 @@ class Deadline:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool | None:
         if self._handle is not None:
             self._handle.cancel()
+        if self._shut is not None and not self._shut.closed:
+            # its answer won the race against the shutdown: the connection is still not reusable
+            await self._shut.close()
         result = await self._timeout.__aexit__(exc_type, exc, tb)  # TimeoutError once it cancelled the block
         if self.expired and isinstance(exc, psycopg.OperationalError):
             # the deadline broke the connection under the query: say so, as asyncio.timeout would
@@ -303,6 +307,7 @@ class Deadline:
         else:  # inside a transaction, between queries: the rollback on the way out must not hang
             self._timeout.reschedule(loop.time())
         _shut_down(conn)
+        self._shut = conn
 
     @classmethod
     def _cancel_on_server(cls, conn: psycopg.AsyncConnection) -> None:
