@@ -43,7 +43,8 @@ class Backoff:
 
     ``next()`` is the delay before the next try; ``reset()`` after a success starts over.  The one
     retry schedule of every reconnect loop (migrations, the near cache's subscription, the
-    consumer's broker connection, a task waiting out an outage).
+    consumer's broker connection, a task waiting out an outage) and, through ``after()``, of a
+    failed task's next attempt (``messenger_core.broker.retry_delay``).
     """
 
     def __init__(self, first: float, cap: float, factor: float = 2.0) -> None:
@@ -60,8 +61,23 @@ class Backoff:
     def next(self) -> float:
         """The delay to wait now; the one after it grows by ``factor`` up to ``cap``."""
         delay = self._next
-        self._next = min(delay * self.factor, self.cap)
+        self._next = self._grown(delay)
         return delay
+
+    def after(self, failures: int) -> float:
+        """The delay ``next()`` hands out after ``failures`` failed calls in a row from a fresh start
+        (``first`` after one), without changing this backoff's state: the schedule of a caller that
+        counts its own tries, such as a queued task's attempt number."""
+        delay = self.first
+        for _ in range(failures - 1):
+            grown = self._grown(delay)
+            if grown == delay:  # at the cap
+                break
+            delay = grown
+        return delay
+
+    def _grown(self, delay: float) -> float:
+        return min(delay * self.factor, self.cap)
 
     def reset(self) -> None:
         """Start over from ``first`` (after a call went through)."""

@@ -42,9 +42,15 @@ GiveUpHandler = Callable[..., Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
+#: A failed task's first retry delay and the longest one (seconds): 0.5, 1, 2, 4, then 5.
+TASK_RETRY_FIRST = 0.5
+TASK_RETRY_CAP = 5.0
+
+
 def retry_delay(attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (0.5, 1, 2, ... capped at 5)."""
-    return min(0.5 * 2 ** (attempt - 1), 5.0)
+    """Seconds to wait before attempt ``attempt + 1``: the core's :class:`~messenger_core.aio.Backoff`
+    after ``attempt`` failures (the attempt number travels with the task, so no state is kept)."""
+    return Backoff(TASK_RETRY_FIRST, TASK_RETRY_CAP).after(attempt)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import select
+import socket
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -37,6 +38,11 @@ CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row
 PING_TIMEOUT = 0.5
 #: Most seconds one readiness probe runs before it gives up (callers stopped waiting long before).
 PROBE_LIMIT = 2.0
+#: Seconds a query whose connection was shut down at its deadline may still take to fail before the
+#: block is cancelled anyway (it fails at once: this is a safety net).
+ABORT_GRACE = 1.0
+#: Most seconds the background cancel of a query abandoned at its deadline runs.
+CANCEL_LIMIT = 5.0
 MIGRATION_LOCK = 7_214_001  # pg_advisory_lock key: one migrator at a time across processes
 
 
@@ -115,17 +121,18 @@ class Database:
     async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection (autocommit, dict rows); outages raise ``DatabaseUnavailable``.
 
-        ``timeout`` bounds the whole block (default ``DB_TIMEOUT``).
+        ``timeout`` bounds the whole block (default ``DB_TIMEOUT``), a stalled network included: see
+        :class:`Deadline`.
         """
         if not self.ready:
             raise DatabaseUnavailable("not ready")
         try:
-            async with asyncio.timeout(timeout or self.timeout):
-                conn = await self._checkout()
+            async with Deadline(timeout or self.timeout) as deadline:
+                conn = deadline.conn = await self._checkout()
                 try:
                     yield conn
                 finally:
-                    await self.pool.putconn(conn)
+                    await self.pool.putconn(conn)  # a connection the deadline shut down is discarded
         except UNAVAILABLE as exc:
             self.went_away(exc)
             raise DatabaseUnavailable(str(exc)) from exc
@@ -180,9 +187,9 @@ class Database:
         background task that the callers only wait for: concurrent callers share one round trip, and
         none waits longer than ``PING_TIMEOUT`` after that probe started, so while a probe is stuck (a
         silent network: no answer, no reset) every caller is told "not ready" at once instead of
-        starting another one.  The probe itself gives up after :data:`PROBE_LIMIT`; psycopg may then
-        spend a few more seconds cancelling its query, still in the background.  After an outage the
-        pool must serve again before the probe says ready.
+        starting another one.  The probe itself gives up after :data:`PROBE_LIMIT` (its connection shut
+        down by a :class:`Deadline`).  After an outage the pool must serve again before the probe says
+        ready.
         """
         if not self.ready:
             return False
@@ -201,10 +208,11 @@ class Database:
 
     async def _ping_once(self) -> bool:
         try:
-            async with asyncio.timeout(PROBE_LIMIT):
+            async with Deadline(PROBE_LIMIT) as deadline:
                 if self._ping_conn is None or self._ping_conn.closed:
                     self._ping_conn = await psycopg.AsyncConnection.connect(self.config.postgres_conninfo,
                                                                             **CONNECTION_KWARGS)
+                deadline.conn = self._ping_conn
                 await self._ping_conn.execute("SELECT 1")
                 if not self.available:
                     # after an outage the pool may still be reconnecting: not ready until it serves
@@ -242,6 +250,127 @@ def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
     return bool(readable)
 
 
+class Deadline:
+    """``asyncio.timeout`` for a block that queries one connection, which a stalled network cannot stretch.
+
+    When ``asyncio.timeout`` cancels a task inside a query, psycopg first cancels the query on the
+    server (it connects anew and sends the cancel request, up to 5 s) and then waits up to 5 s more
+    for the query to end, all inside the cancelled task: on a silent partition a request took
+    ``DB_TIMEOUT`` plus 10 s.  So at the deadline, while ``conn`` (set by the block once it has one)
+    is inside a transaction or a query, its socket is shut down instead: the query fails at once, the
+    connection is broken (the pool discards it; a Lane or the probe opens another) and the block
+    raises ``TimeoutError`` as with ``asyncio.timeout``.  The server-side cancel of a query in flight
+    still goes out, from a background task bounded by :data:`CANCEL_LIMIT`, so a slow (not stalled)
+    server does not go on running a query nobody waits for.  An idle connection, or none, is left
+    alone and the block is cancelled, exactly as ``asyncio.timeout`` does.
+    """
+
+    _cancels: set["asyncio.Task[None]"] = set()  # background cancels in flight (asyncio keeps weak refs)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.conn: psycopg.AsyncConnection | None = None
+        self.expired = False
+        self._timeout = asyncio.timeout(None)
+        self._handle: asyncio.TimerHandle | None = None
+        self._shut: psycopg.AsyncConnection | None = None  # the connection shut down at the deadline
+
+    async def __aenter__(self) -> "Deadline":
+        await self._timeout.__aenter__()
+        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._expire)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool | None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._shut is not None and not self._shut.closed:
+            # its answer won the race against the shutdown: the connection is still not reusable
+            await self._shut.close()
+        result = await self._timeout.__aexit__(exc_type, exc, tb)  # TimeoutError once it cancelled the block
+        if self.expired and isinstance(exc, psycopg.OperationalError):
+            # the deadline broke the connection under the query: say so, as asyncio.timeout would
+            raise TimeoutError(f"no answer within {self.seconds:g}s") from exc
+        return result
+
+    def _expire(self) -> None:
+        self.expired = True
+        loop = asyncio.get_running_loop()
+        conn = self.conn
+        if conn is None or conn.closed or conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            self._timeout.reschedule(loop.time())  # nothing in flight on it: cancel the block now
+            return
+        if conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+            self._cancel_on_server(conn)
+            # the query fails as soon as psycopg reads the EOF; cancelling the task now would start
+            # psycopg's own cancel instead
+            self._timeout.reschedule(loop.time() + ABORT_GRACE)
+        else:  # inside a transaction, between queries: the rollback on the way out must not hang
+            self._timeout.reschedule(loop.time())
+        _shut_down(conn)
+        self._shut = conn
+
+    @classmethod
+    def _cancel_on_server(cls, conn: psycopg.AsyncConnection) -> None:
+        try:
+            cancel = conn.pgconn.cancel_conn()  # libpq >= 17: a non-blocking cancel connection
+            cancel.start()
+        except (psycopg.Error, AttributeError) as exc:
+            log.debug("no background cancel: %s", exc)
+            return
+        task = asyncio.ensure_future(_send_cancel(cancel))
+        cls._cancels.add(task)
+        task.add_done_callback(cls._cancels.discard)
+
+
+def _shut_down(conn: psycopg.AsyncConnection) -> None:
+    """End a connection's TCP stream in both directions without closing its descriptor (which the event
+    loop may be watching): whatever waits on it reads EOF at once."""
+    try:
+        with socket.fromfd(conn.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error) as exc:
+        log.debug("could not shut down a connection at its deadline: %s", exc)
+
+
+async def _send_cancel(cancel: pq.PGcancelConn) -> None:
+    """Drive a started libpq cancel connection to its end (at most :data:`CANCEL_LIMIT` seconds)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(CANCEL_LIMIT):
+            while True:
+                status = cancel.poll()
+                if status == pq.PollingStatus.OK:
+                    return
+                if status == pq.PollingStatus.FAILED:
+                    log.debug("background cancel failed: %s", cancel.get_error_message())
+                    return
+                await _ready(loop, cancel.socket, writing=status == pq.PollingStatus.WRITING)
+    except (TimeoutError, OSError, psycopg.Error) as exc:
+        log.debug("background cancel gave up: %r", exc)
+    finally:
+        cancel.finish()
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, writing: bool) -> None:
+    """Wait until ``fd`` can be read (or written)."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+    if writing:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        if writing:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
 class Lane:
     """A connection of its own for a caller that runs one statement at a time (a ``Batcher``'s flushes).
 
@@ -251,7 +380,7 @@ class Lane:
     pool could be the only live one right after an outage, and every other request would then wait
     for the pool's reconnection backoff.  So each lane adds one connection to the process's
     ``POOL_SIZE``.  Outages are handled as in :meth:`Database.connection`: ``DatabaseUnavailable``
-    within ``DB_TIMEOUT``; the connection is closed after any error and the next call opens a new
+    within ``DB_TIMEOUT`` (a :class:`Deadline`); the connection is closed after any error and the next call opens a new
     one.  A call made while the lane is busy (not by design) goes through the pool.
     """
 
@@ -267,12 +396,13 @@ class Lane:
             return await db.fetchall(query, params)
         self._busy = True
         try:
-            async with asyncio.timeout(db.timeout):
+            async with Deadline(db.timeout) as deadline:
                 if self._conn is not None and _closed_by_server(self._conn):
                     await self.release()  # from before an outage or a restart: never let it fail a call
                 if self._conn is None:
                     self._conn = await psycopg.AsyncConnection.connect(db.config.postgres_conninfo,
                                                                        **CONNECTION_KWARGS)
+                deadline.conn = self._conn
                 cur = await self._conn.execute(query, params)
                 rows = await cur.fetchall()
         except UNAVAILABLE as exc:

@@ -75,13 +75,21 @@ def messenger_startup(runtime: "Runtime") -> None:
     state = SearchState(store=store, settings=settings, patient=runtime.role == "consumer")
     state.background = asyncio.get_running_loop().create_task(
         tsconfig.sync_when_migrated(runtime.migrated, runtime.db, settings.ts_config))
+    state.background.add_done_callback(_check_ended)
     runtime.state[KEY] = state
+
+
+def _check_ended(task: "asyncio.Task[None]") -> None:
+    """Retrieve the stemming check's outcome: the check logs what it expects itself; anything else is a bug,
+    logged here once, with its traceback."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the text-search configuration check failed", exc_info=task.exception())
 
 
 @hookimpl
 async def messenger_shutdown(runtime: "Runtime") -> None:
     """Stop the background stemming check if it still runs."""
     state: SearchState | None = runtime.state.get(KEY)
-    if state is not None and state.background is not None and not state.background.done():
-        state.background.cancel()
+    if state is not None and state.background is not None:
+        state.background.cancel()  # no-op once it ended
         await asyncio.gather(state.background, return_exceptions=True)

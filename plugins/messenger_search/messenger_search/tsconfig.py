@@ -16,7 +16,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from messenger_core import ApiError, Database
+from messenger_core import ApiError, Backoff, Database, Unavailable
 
 from .query import TS_CONFIG
 
@@ -25,6 +25,8 @@ log = logging.getLogger("messenger.search.tsconfig")
 INDEX = "messages_text_search_idx"
 SYNC_LOCK = 7_214_505  # pg_advisory_xact_lock key: one process re-maps at a time
 REINDEX_TIMEOUT = 3600.0
+RETRY_FIRST = 0.5  # seconds between tries while the database is away: 0.5, 1, 2, ... up to RETRY_CAP
+RETRY_CAP = 10.0
 
 _MAPPING = """
 SELECT t.alias, array_agg(d.dictname::text ORDER BY m.mapseqno) AS dicts,
@@ -76,11 +78,31 @@ async def sync(db: Database, source: str) -> bool:
 
 
 async def sync_when_migrated(migrated: asyncio.Event, db: Database, source: str) -> None:
-    """Background start-up step: wait for the migrations, then :func:`sync` (errors are logged)."""
+    """Background start-up step: wait for the migrations, then :func:`sync`.
+
+    Nothing escapes it: a database outage is a warning, once, and waited out on the core's
+    :class:`~messenger_core.Backoff` (``DatabaseUnavailable`` is an ``Unavailable``, not an
+    ``ApiError``: it used to end the task with an exception nobody retrieved); a setting PostgreSQL
+    refuses or another database error is an error, once, and the current stemming stays.
+    """
     await migrated.wait()
-    try:
-        await sync(db, source)
-    except psycopg.errors.UndefinedObject as exc:
-        log.error("SEARCH_TS_CONFIG=%s: %s; keeping the current stemming", source, str(exc).strip())
-    except (ApiError, TimeoutError, psycopg.Error) as exc:
-        log.error("could not check the text-search configuration: %s", str(exc).strip())
+    backoff = Backoff(RETRY_FIRST, RETRY_CAP)
+    waited = False
+    while True:
+        try:
+            await sync(db, source)
+        except Unavailable as exc:
+            if not waited:
+                log.warning("could not check the text-search configuration (%s: %s); trying again until "
+                            "the database answers", exc.code, str(exc).strip())
+                waited = True
+            await asyncio.sleep(backoff.next())
+            continue
+        except psycopg.errors.UndefinedObject as exc:
+            log.error("SEARCH_TS_CONFIG=%s: %s; keeping the current stemming", source, str(exc).strip())
+        except (ApiError, TimeoutError, psycopg.Error) as exc:
+            log.error("could not check the text-search configuration: %s", str(exc).strip())
+        else:
+            if waited:
+                log.info("text-search configuration checked, the database is back")
+        return
