@@ -42,9 +42,9 @@ class Backoff:
     """Delays for retrying a call that failed: ``first``, then doubled each time, at most ``cap``.
 
     ``next()`` is the delay before the next try; ``reset()`` after a success starts over.  The one
-    retry schedule of every reconnect loop (migrations, the near cache's subscription, the
-    consumer's broker connection, a task waiting out an outage) and, through ``after()``, of a
-    failed task's next attempt (``messenger_core.broker.retry_delay``).
+    retry schedule of every reconnect loop (migrations, the LISTEN connection, the near cache's
+    subscription, the consumer's broker connection, a task waiting out an outage) and, through
+    ``after()``, of a failed task's next attempt (``messenger_core.broker.retry_delay``).
     """
 
     def __init__(self, first: float, cap: float, factor: float = 2.0) -> None:

@@ -9,8 +9,8 @@ a write that was rolled back.  Nothing but PostgreSQL is needed.
 Notifications sent while the connection is down are lost (PostgreSQL queues them only for listening
 sessions), so after every (re)connection, once ``LISTEN`` is in place again, the resync callbacks run:
 whoever waits for a notification must then re-read what it waits for from PostgreSQL.  The connection is
-checked with a ``SELECT 1`` whenever no notification came for ``HEARTBEAT`` seconds, and reopened with a
-doubling backoff when it fails.
+checked with a ``SELECT 1`` whenever no notification came for ``HEARTBEAT`` seconds, and reopened on the core's
+:class:`~messenger_core.aio.Backoff` when it fails.
 
 :class:`Waiters` is the in-process half: coroutines wait on a key (a chat, say) and ``wake(key)`` resolves
 all of them at once with one future, so the waiters of one key are woken together and may share the read
@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg import sql
 
+from .aio import Backoff
 from .health import Availability
 
 log = logging.getLogger("messenger.pubsub")
@@ -96,18 +97,17 @@ class PubSub:
                 pass
 
     async def _listen_forever(self) -> None:
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_LAST)
         while not self._closed:
             try:
                 await self._listen()
             except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
-                if self.live:
-                    delay = RETRY_FIRST
+                if self.live:  # it was up: the first retry is quick again
+                    backoff.reset()
                 self.health.failed(exc)
             finally:
                 self._went_down()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_LAST)
+            await asyncio.sleep(backoff.next())
 
     def _went_down(self) -> None:
         self.live = False
