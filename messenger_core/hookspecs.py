@@ -133,7 +133,8 @@ def messenger_session_identity(  # pylint: disable=unused-argument
     Called like :func:`messenger_authenticate`: each implementation in turn, the first result that
     is not None wins.
     A plugin that ends sessions early (logout) announces it with ``pg_notify`` on
-    :data:`~messenger_core.pubsub.SESSIONS_CHANNEL`, payload the session's 32-hex id.
+    :data:`~messenger_core.pubsub.SESSIONS_CHANNEL`, payload the session's 32-hex id (other payloads
+    on that channel, such as ``messenger_auth``'s ``epoch:<n>``, name no session).
     """
 
 

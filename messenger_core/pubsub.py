@@ -33,6 +33,8 @@ from .health import Availability
 log = logging.getLogger("messenger.pubsub")
 
 #: The channel on which a session that ended early (a logout) is announced; the payload is its 32-hex id.
+#: The auth plugin also sends ``epoch:<n>`` there (its sessions epoch moved on); a listener that only
+#: cares about sessions ignores a payload that is not a 32-hex id.
 SESSIONS_CHANNEL = "messenger_sessions"
 HEARTBEAT = 5.0  # seconds without a notification before the connection is checked with SELECT 1
 RETRY_FIRST = 0.05  # seconds before the first reconnection, doubling up to RETRY_LAST

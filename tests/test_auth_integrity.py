@@ -4,8 +4,10 @@
   write to Redis) is refused: each cached entry carries an HMAC under ``CACHE_SECRET`` that binds it to
   the row it was read from, and an entry whose tag does not match is treated as absent, so PostgreSQL
   decides.
-* A logout that cannot evict the session from Redis (and so from the other processes) answers 503
-  and changes nothing: the session keeps working everywhere, consistently, and the client may retry.
+* A logout that cannot evict the session from Redis (cut off, or Redis down) still answers 200 and ends
+  the session everywhere at once: it bumps the sessions epoch in PostgreSQL, which every cached entry is
+  sealed under and every process follows over LISTEN.  A logout that cannot reach PostgreSQL answers 503
+  and changes nothing.
 * Ended session rows are deleted, in bounded batches, by every API process, never the same row twice.
 """
 
@@ -27,10 +29,12 @@ import redis.asyncio as aioredis
 
 from auth_support import authenticated, bearer, login, new_session, probe, session_group
 from chats_support import join, new_chat, page, say
+from events_support import Stream
 from support import BIN, AppServer, TcpProxy, assert_error, poll, serve_app, sql, start_api
 
 AUTH_ONLY = ("messenger_auth",)
 AUTH_AND_CHATS = ("messenger_auth", "messenger_chats")
+WITH_STREAMS = ("messenger_auth", "messenger_chats", "messenger_events")
 FAST_HASH = {"AUTH_SCRYPT_N": "1024"}  # tests need no brute-force resistance
 
 
@@ -123,31 +127,157 @@ async def two_processes_one_behind_a_proxy(env: dict[str, str]) -> AsyncIterator
         proxy.close()
 
 
+async def sessions_epoch(database: str) -> int:
+    rows = await sql(database, "SELECT epoch FROM sessions_epoch")
+    return rows[0][0]
+
+
+async def refused(servers: tuple[AppServer, ...], session_id: str, times: int = 5) -> None:
+    """Every probe of every server: 401 invalid-session-id."""
+    for srv in servers:
+        for _ in range(times):
+            assert_error(await probe(srv.client, bearer(session_id)), 401, "invalid-session-id")
+
+
+async def accepted(servers: tuple[AppServer, ...], session_id: str) -> None:
+    for srv in servers:
+        assert await authenticated(srv.client, session_id)
+
+
+async def trusting_redis(srv: AppServer) -> bool:
+    """Whether the server knows the sessions epoch (its LISTEN connection is live): it reads Redis then."""
+    epoch = getattr(srv.runtime.state["messenger_auth"], "epoch", None)
+    return epoch is None or epoch.current() is not None  # None: a server without an epoch trusts Redis
+
+
 @pytest.mark.parametrize(("outage", "near_items"), [("cut", "10000"), ("stall", "10000"), ("cut", "0")],
                          ids=["cut", "stall", "cut-without-near-cache"])
-async def test_a_logout_that_cannot_reach_redis_is_503_and_changes_nothing(env: dict[str, str], outage: str,
-                                                                           near_items: str) -> None:
-    async with two_processes_one_behind_a_proxy({**env, "NEAR_CACHE_MAX_ITEMS": near_items}) as (other, cut, proxy):
+async def test_a_logout_in_a_process_cut_off_from_redis_ends_the_session_everywhere(
+        env: dict[str, str], database: str, redis_keys: aioredis.Redis, outage: str, near_items: str) -> None:
+    """A's Redis is cut (B still reads Redis, which still holds the entry): 200, and 401 in A and B at once,
+    after A's Redis is back, and in a process started later; another session is untouched throughout."""
+    settings = {**env, "NEAR_CACHE_MAX_ITEMS": near_items}
+    async with two_processes_one_behind_a_proxy(settings) as (other, cut, proxy):
         session_id = await new_session(other.client, "vasya")
-        for srv in (other, cut, other, cut):  # each holds it near (the other one from its own copy)
-            assert await authenticated(srv.client, session_id)
+        kept = await login(other.client, "vasya")
+        for srv in (other, cut):
+            await poll(lambda srv=srv: trusting_redis(srv))
+        for _ in range(2):  # each reads it from Redis and holds it near
+            await accepted((other, cut), session_id)
+            await accepted((other, cut), kept)
         getattr(proxy, outage)()
         resp = await cut.client.post("/v1/auth/logout", headers=bearer(session_id))
-        assert_error(resp, 503, "service-unavailable")
-        # nothing half done: the session works in both processes, again and again
-        for _ in range(5):
-            assert await authenticated(other.client, session_id)
-            assert await authenticated(cut.client, session_id)
+        assert (resp.status, resp.body) == (200, b"")
+        assert await redis_keys.exists(session_key(env["CACHE_PREFIX"], session_id))  # what B still reads
+        assert await sessions_epoch(database) == 1
+        await refused((other, cut), session_id, times=5 if outage == "cut" else 2)
+        await accepted((other, cut), kept)
         proxy.restore()
+        await refused((other, cut), session_id)
+        await accepted((other, cut), kept)
+        async with redis_server(settings) as later:
+            await poll(lambda: trusting_redis(later))
+            await refused((later,), session_id)
+            await accepted((later,), kept)
 
-        async def logged_out() -> bool:
+
+async def test_a_logout_outlives_the_process_that_could_not_reach_redis(
+        env: dict[str, str], redis_keys: aioredis.Redis) -> None:
+    """The issue's case: the process that logged out while cut off from Redis stops before Redis is back
+    (what it meant to evict is forgotten), and the entry stays in Redis: still refused by everyone."""
+    proxy = TcpProxy(6379)
+    try:
+        async with redis_server(env) as other:
+            session_id = await new_session(other.client, "vasya")
+            async with redis_server({**env, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}) as cut:
+                for srv in (other, cut):
+                    await poll(lambda srv=srv: trusting_redis(srv))
+                await accepted((other, cut, other, cut), session_id)
+                proxy.cut()
+                resp = await cut.client.post("/v1/auth/logout", headers=bearer(session_id))
+                assert (resp.status, resp.body) == (200, b"")
+            proxy.restore()
+            assert await redis_keys.exists(session_key(env["CACHE_PREFIX"], session_id))
+            await refused((other,), session_id)
+            async with redis_server(env) as later:
+                await poll(lambda: trusting_redis(later))
+                await refused((later, other), session_id)
+            assert await redis_keys.exists(session_key(env["CACHE_PREFIX"], session_id))
+    finally:
+        proxy.close()
+
+
+async def test_a_logout_cut_off_from_redis_closes_the_sessions_streams_in_other_processes(
+        env: dict[str, str]) -> None:
+    proxy = TcpProxy(6379)
+    try:
+        async with redis_server(env, WITH_STREAMS) as other, \
+                redis_server({**env, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}, WITH_STREAMS) as cut:
+            session_id = await new_session(other.client, "vasya")
+            stream = await Stream.open(other.url, bearer(session_id))
+            await stream.ready()
+            proxy.cut()
             resp = await cut.client.post("/v1/auth/logout", headers=bearer(session_id))
-            assert resp.status in (200, 503), resp
-            return resp.status == 200
-        await poll(logged_out, timeout=15, interval=0.2)
-        for srv in (other, cut):
-            for _ in range(5):
-                assert_error(await probe(srv.client, bearer(session_id)), 401, "invalid-session-id")
+            assert (resp.status, resp.body) == (200, b"")
+            assert await stream.closed() == (4401, [{"type": "error", "message": "invalid-session-id"}])
+            for srv in (other, cut):
+                stream = await Stream.open(srv.url, bearer(session_id))
+                assert await stream.closed() == (4401, [{"type": "error", "message": "invalid-session-id"}])
+    finally:
+        proxy.close()
+
+
+async def test_a_logout_during_a_total_redis_outage_ends_the_session_everywhere(env: dict[str, str]) -> None:
+    proxies = (TcpProxy(6379), TcpProxy(6379))
+    try:
+        async with redis_server({**env, "REDIS_URL": f"redis://127.0.0.1:{proxies[0].port}/0"}) as first, \
+                redis_server({**env, "REDIS_URL": f"redis://127.0.0.1:{proxies[1].port}/0"}) as second:
+            session_id = await new_session(first.client, "vasya")
+            kept = await login(first.client, "vasya")
+            for srv in (first, second):
+                await poll(lambda srv=srv: trusting_redis(srv))
+            await accepted((first, second, first, second), session_id)
+            for proxy in proxies:
+                proxy.cut()
+            resp = await first.client.post("/v1/auth/logout", headers=bearer(session_id))
+            assert (resp.status, resp.body) == (200, b"")
+            await refused((first, second), session_id)
+            await accepted((first, second), kept)  # the table answers
+            for proxy in proxies:
+                proxy.restore()
+            await refused((first, second), session_id)
+            await accepted((first, second), kept)
+    finally:
+        for proxy in proxies:
+            proxy.close()
+
+
+async def test_a_logout_while_postgresql_is_down_is_503_and_changes_nothing(
+        env: dict[str, str], database: str) -> None:
+    proxy = TcpProxy(5432)
+    settings = {**env, "POSTGRES_HOSTS": f"127.0.0.1:{proxy.port}", "DB_TIMEOUT": "1"}
+    try:
+        async with redis_server(settings) as first, redis_server(settings) as second:
+            session_id = await new_session(first.client, "vasya")
+            await accepted((first, second, first, second), session_id)
+            proxy.cut()
+            resp = await first.client.post("/v1/auth/logout", headers=bearer(session_id))
+            assert_error(resp, 503, "database-unavailable")
+            proxy.restore()
+
+            async def valid_in(srv: AppServer) -> bool:
+                resp = await probe(srv.client, bearer(session_id))
+                assert resp.status in (404, 503), resp  # never 401: the session was not ended
+                return resp.status == 404
+            for srv in (first, second):
+                await poll(lambda srv=srv: valid_in(srv), timeout=15, interval=0.2)
+            await accepted((first, second, first, second), session_id)
+            resp = await second.client.post("/v1/auth/logout", headers=bearer(session_id))
+            assert (resp.status, resp.body) == (200, b"")
+            await refused((first, second), session_id)
+        assert await sessions_epoch(database) == 0  # Redis was reachable: evicted, the epoch never moved
+    finally:
+        proxy.close()
 
 
 # ---- cleaning the sessions table ---------------------------------------------------------------------------

@@ -155,21 +155,17 @@ class LogoutHandler(AuthHandler):
         summary: Log out
         description: >
           Ends the session named in the Authorization header (other sessions of the account stay
-          valid). A 200 means the session is ended in every worker process; when the shared cache
-          (Redis) cannot be reached the answer is 503 service-unavailable and the session stays valid
-          everywhere: log out again later. With AUTH_DISABLED every endpoint is open: without the header
-          there is nothing to end and the answer is 200; a session that is sent is still checked and ended.
+          valid). A 200 means the session is ended in every worker process, also when the shared cache
+          (Redis) cannot be reached. When the database cannot be reached the answer is 503
+          database-unavailable and the session stays valid everywhere: log out again later. With
+          AUTH_DISABLED every endpoint is open: without the header there is nothing to end and the answer
+          is 200; a session that is sent is still checked and ended.
         tags: [auth]
         responses:
           200:
             description: Session ended (empty body)
           401: Unauthorized
-          503:
-            description: database-unavailable, or service-unavailable (the cache cannot be reached; the
-              session was not ended)
-            content:
-              application/json:
-                schema: Error
+          503: DatabaseUnavailable
         """
         identity = await self.authenticate()
         if identity is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
-from messenger_core import BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
+from messenger_core import SESSIONS_CHANNEL, BaseHandler, Config, Identity, Migrations, RequestHook, Runtime, hookimpl
 
 from . import sessions, state
+from .epoch import SessionsEpoch
 from .handlers import default_handlers
 from .schemas import SCHEMAS
 from .settings import AuthSettings
@@ -44,7 +46,7 @@ def messenger_security_schemes(config: Config) -> dict[str, dict[str, Any]] | No
 
 @hookimpl
 def messenger_migrations() -> Migrations:
-    """Tables accounts and sessions."""
+    """Tables accounts, sessions and sessions_epoch."""
     return Migrations("messenger_auth", "messenger_auth.migrations")
 
 
@@ -77,18 +79,28 @@ async def messenger_session_identity(runtime: Runtime, session_id: str | None) -
 
 @hookimpl
 def messenger_startup(runtime: Runtime) -> None:
-    """The hasher; in an API process also the sessions table's cleanup (``AUTH_SESSIONS_CLEANUP_INTERVAL``)."""
+    """The hasher; in an API process also the sessions table's cleanup (``AUTH_SESSIONS_CLEANUP_INTERVAL``)
+    and, with the Redis cache, the sessions epoch followed over LISTEN (and near copies of ended sessions
+    dropped by their notification)."""
     started = state.start(runtime)
     if runtime.role == "api" and runtime.config.auth.cleanup_interval:
         started.cleanup = asyncio.get_running_loop().create_task(sessions.clean_forever(runtime))
+    if runtime.role == "api" and runtime.config.cache_type == "redis":
+        tracker = started.epoch = SessionsEpoch(runtime)
+        runtime.pubsub.on_resync(tracker.resync)
+        runtime.pubsub.subscribe(SESSIONS_CHANNEL, tracker.heard)
+        if runtime.near is not None:
+            runtime.pubsub.subscribe(SESSIONS_CHANNEL, partial(sessions.forget_ended, runtime))
 
 
 @hookimpl
 async def messenger_shutdown(runtime: Runtime) -> None:
-    """Stop the cleanup and the password-hashing threads."""
+    """Stop the cleanup, the epoch's reads and the password-hashing threads."""
     stopped: state.AuthState | None = runtime.state.pop(state.KEY, None)
     if stopped is None:
         return
+    if stopped.epoch is not None:
+        stopped.epoch.close()
     if stopped.cleanup is not None:
         stopped.cleanup.cancel()
         await asyncio.gather(stopped.cleanup, return_exceptions=True)

@@ -21,11 +21,17 @@ only while the near cache's evictions channel is live; logout evicts it from Red
 process (``near.evict``) before it answers, so no request sent after the logout response passes in
 any worker.  The near copy expires with the session (and after ``NEAR_CACHE_TTL`` at the latest).
 
-A logout is effective everywhere or answers 503 having changed nothing (:func:`end`): it evicts
-first (when that cannot reach Redis: 503, the row untouched), then ends the row, then evicts again
-(the first eviction is redone because a request may have cached the session again in between).  If
-only that second eviction fails, the row's end is undone and the answer is 503: the session then
-stays valid everywhere, consistently, and the client may log out again.
+A logout is effective everywhere, also while Redis cannot be reached (:func:`end`).  With Redis
+reachable it evicts, ends the row, and evicts again (a request may have cached the session in between).
+When an eviction cannot reach Redis (this process is cut off from it, or Redis is down), the row is
+ended and the *sessions epoch* bumped in one transaction (:mod:`.epoch`): every cached entry is sealed
+under the epoch it was read at, every process learns the new one over ``LISTEN`` (the logout waits,
+briefly, until its own connection delivered it) and refuses entries sealed under an older one, so the
+table decides, for this session and, once, for every other cached one.  A process whose ``LISTEN``
+connection is not live cannot know the epoch is current and reads the table instead of Redis (if the
+table cannot be read either, PostgreSQL is down for it, and an entry sealed under the newest epoch it
+learned still counts: a bump needs PostgreSQL).  Only a logout that cannot reach PostgreSQL fails:
+503 ``database-unavailable``, the row untouched.
 
 When the cache is not shared (``runtime.cache.shared`` is False: the memory cache with several
 worker processes), a logout in one worker could not evict the session from another worker's
@@ -52,9 +58,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from messenger_core import SESSIONS_CHANNEL, Identity, ServiceUnavailable, Unavailable, parse_uuid
+from messenger_core import SESSIONS_CHANNEL, Identity, Unavailable, parse_uuid
 
+from . import epoch as epochs
 from .errors import auth_failed, invalid_session_id, session_id_expired
+from .state import KEY
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -77,16 +85,16 @@ class Session:
     expires: float
     logged_out: bool = False
 
-    def encode(self) -> bytes:
-        """The cached form (only active sessions are cached)."""
-        return json.dumps({"a": self.account_id, "c": self.created, "e": self.expires}).encode()
+    def encode(self, epoch: int) -> bytes:
+        """The cached form, read under the sessions epoch ``epoch`` (only active sessions are cached)."""
+        return json.dumps({"a": self.account_id, "c": self.created, "e": self.expires, "p": epoch}).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Session | None":
-        """Parse a cached entry; None when it is not one."""
+    def decode(cls, raw: bytes) -> "tuple[Session, int] | None":
+        """Parse a cached entry: the session and the epoch it was read under; None when it is not one."""
         try:
             data = json.loads(raw)
-            return cls(str(data["a"]), float(data["c"]), float(data["e"]))
+            return cls(str(data["a"]), float(data["c"]), float(data["e"])), int(data["p"])
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -109,17 +117,37 @@ async def create(runtime: "Runtime", account_id: str, lifetime: int) -> str:
         "INSERT INTO sessions (id, account_id, created_at, expires_at) VALUES (%s, %s, %s, %s)",
         (session_id, uuid.UUID(account_id), created, expires))
     session = Session(account_id, created.timestamp(), expires.timestamp())
-    await _remember(runtime, session_id.hex, session, token=0)
+    await _remember(runtime, session_id.hex, session, token=0, epoch=_epoch_now(runtime))
     return session_id.hex
 
 
-async def _remember(runtime: "Runtime", session_id: str, session: Session, token: int | None) -> None:
-    """Cache an active session for what is left of its life (only in a shared cache)."""
+async def _remember(runtime: "Runtime", session_id: str, session: Session, token: int | None,
+                    epoch: int | None) -> None:
+    """Cache an active session for what is left of its life (only in a shared cache), sealed under
+    ``epoch``: the sessions epoch as it was before the session was read (None: unknown, not cached)."""
     ttl = session.ends_at(runtime.config.auth.token_lifetime) - time.time()
-    if token is None or ttl <= 0 or not runtime.cache.shared:
+    if token is None or epoch is None or ttl <= 0 or not runtime.cache.shared:
         return
     group = _group(session_id)
-    await runtime.cache.group_set(group, FIELD, runtime.signer.seal(group, session.encode()), token, ttl)
+    await runtime.cache.group_set(group, FIELD, runtime.signer.seal(group, session.encode(epoch)), token, ttl)
+
+
+def _tracker(runtime: "Runtime") -> "epochs.SessionsEpoch | None":
+    """This process's sessions epoch (API processes with the Redis cache), else None."""
+    state = runtime.state.get(KEY)
+    return getattr(state, "epoch", None)
+
+
+def _epoch_now(runtime: "Runtime") -> int | None:
+    """The sessions epoch cached entries must carry now; None when it is not known to be current.
+
+    Only Redis can miss an eviction; a memory cache that is shared is one process's own, which its logout
+    always evicts: there the epoch is always 0.
+    """
+    if runtime.config.cache_type != "redis":
+        return 0
+    tracker = _tracker(runtime)
+    return tracker.current() if tracker is not None else None
 
 
 async def _from_table(runtime: "Runtime", session_id: str) -> Session | None:
@@ -133,45 +161,94 @@ async def _from_table(runtime: "Runtime", session_id: str) -> Session | None:
 
 
 async def lookup(runtime: "Runtime", session_id: str) -> Session | None:
-    """The session: from the near cache, else the cache, else the table (then cached if active)."""
+    """The session: from the near cache, else the cache, else the table (then cached if active).
+
+    A cached entry counts only if sealed under the current sessions epoch (or a newer one, which another
+    process read after a bump this one has not heard of yet); while the epoch is not known to be current,
+    the table decides (:func:`_unsure`).
+    """
     if not runtime.cache.shared:
         return await _from_table(runtime, session_id)
+    epoch = _epoch_now(runtime)
+    if epoch is None:
+        return await _unsure(runtime, session_id)
     group = _group(session_id)
     near = runtime.near
     if near is None:
-        return await _from_cache(runtime, session_id, group)
-    held: Session | None = near.get(group)
-    if held is not None:
-        return held
+        return await _from_cache(runtime, session_id, group, epoch)
+    held: tuple[int, Session] | None = near.get(group)
+    if held is not None and held[0] >= epoch:
+        return held[1]
     with near.reading(group) as read:
-        session = await _from_cache(runtime, session_id, group)
+        session = await _from_cache(runtime, session_id, group, epoch)
         if session is not None and not session.logged_out:
-            read.keep(session, session.ends_at(runtime.config.auth.token_lifetime) - time.time())
+            read.keep((epoch, session), session.ends_at(runtime.config.auth.token_lifetime) - time.time())
     return session
 
 
-async def _from_cache(runtime: "Runtime", session_id: str, group: str) -> Session | None:
-    """The session from the shared cache, else from the table (then cached if active)."""
+def _cached(runtime: "Runtime", group: str, raw: bytes | None) -> tuple[Session, int] | None:
+    """A cached entry opened: the session and its epoch; None when absent or not sealed by this service."""
+    if raw is None:
+        return None
+    opened = runtime.signer.open(group, raw)  # None: not written by this service (or altered)
+    return Session.decode(opened) if opened is not None else None
+
+
+async def _from_cache(runtime: "Runtime", session_id: str, group: str, epoch: int) -> Session | None:
+    """The session from the shared cache if sealed under ``epoch`` or later, else from the table (then
+    cached, under ``epoch``, if active)."""
     cache = runtime.cache
-    raw = await cache.group_get(group, FIELD)
-    if raw is not None:
-        opened = runtime.signer.open(group, raw)  # None: not written by this service (or altered)
-        cached = Session.decode(opened) if opened is not None else None
-        if cached is not None:
-            return cached
+    cached = _cached(runtime, group, await cache.group_get(group, FIELD))
+    if cached is not None and cached[1] >= epoch:
+        return cached[0]
     token = await cache.group_token(group)  # taken before reading the truth
     session = await _from_table(runtime, session_id)
     if session is not None and not session.logged_out:
-        await _remember(runtime, session_id, session, token)
+        await _remember(runtime, session_id, session, token, epoch)
     return session
+
+
+async def _unsure(runtime: "Runtime", session_id: str) -> Session | None:
+    """The session while this process cannot tell whether the epoch moved (its LISTEN connection is not
+    live): from the table, nothing cached.
+
+    If the table cannot be read either, PostgreSQL is away for this process, and a cached entry sealed
+    under the newest epoch this process learned still counts (no logout can bump the epoch without
+    PostgreSQL); the limit: another process that reaches PostgreSQL but not Redis, at the same time.
+    """
+    try:
+        return await _from_table(runtime, session_id)
+    except Unavailable:
+        tracker = _tracker(runtime)
+        last = tracker.last if tracker is not None else None
+        if last is None:
+            raise
+        group = _group(session_id)
+        held: tuple[int, Session] | None = runtime.near.get(group) if runtime.near is not None else None
+        if held is not None and held[0] >= last:
+            return held[1]
+        cached = _cached(runtime, group, await runtime.cache.group_get(group, FIELD))
+        if cached is not None and cached[1] >= last:
+            return cached[0]
+        raise
 
 
 # One statement: the row is marked and the end announced in the same transaction (delivered on commit).
 END = """
 WITH ended AS (
-    UPDATE sessions SET logged_out_at = now() WHERE id = %s AND logged_out_at IS NULL RETURNING logged_out_at
+    UPDATE sessions SET logged_out_at = now() WHERE id = %(id)s AND logged_out_at IS NULL RETURNING logged_out_at
 )
-SELECT logged_out_at, pg_notify(%s, %s) FROM ended
+SELECT logged_out_at, pg_notify(%(channel)s, %(session)s) FROM ended
+"""
+# The same, and the sessions epoch bumped and announced, all or nothing (a logout that cannot reach
+# Redis).  The epoch moves on even if the row was ended already: some process still trusted an entry.
+END_AND_BUMP = """
+WITH ended AS (
+    UPDATE sessions SET logged_out_at = now() WHERE id = %(id)s AND logged_out_at IS NULL RETURNING id
+), bumped AS (
+    UPDATE sessions_epoch SET epoch = epoch + 1 RETURNING epoch
+)
+SELECT epoch, pg_notify(%(channel)s, %(prefix)s || epoch), pg_notify(%(channel)s, %(session)s) FROM bumped
 """
 # The end undone, unless someone else's end replaced it.
 UNDO = "UPDATE sessions SET logged_out_at = NULL WHERE id = %s AND logged_out_at = %s"
@@ -187,21 +264,47 @@ async def _evict(runtime: "Runtime", group: str) -> bool:
 
 
 async def end(runtime: "Runtime", session_id: str) -> None:
-    """Log out: mark the row (announced on ``SESSIONS_CHANNEL`` to every process, for open streams)
-    and drop the session from the cache and from every process's near copy.
+    """Log out: mark the row (announced on ``SESSIONS_CHANNEL`` to every process, for open streams
+    and near copies) and drop the session from the cache and from every process's near copy; when
+    Redis cannot be reached, bump the sessions epoch with the row's end instead (module docstring).
 
-    Raises :class:`ServiceUnavailable` (503) when the cache cannot be reached, with the row left valid
-    (see the module's docstring), or ``DatabaseUnavailable`` when the table cannot be.
+    Raises ``DatabaseUnavailable`` (503) when the table cannot be reached, the row then left valid.
     """
     group = _group(session_id)
+    params = {"id": uuid.UUID(session_id), "channel": SESSIONS_CHANNEL, "session": session_id,
+              "prefix": epochs.PREFIX}
     if not await _evict(runtime, group):
-        raise ServiceUnavailable("logout: the cache cannot be reached, the session was not ended")
-    row = await runtime.db.fetchone(END, (uuid.UUID(session_id), SESSIONS_CHANNEL, session_id))
+        row = await runtime.db.fetchone(END_AND_BUMP, params)
+        assert row is not None  # the epoch's row is there from the migration on
+        log.info("logout: redis unreachable, the sessions epoch moved on to %d", row["epoch"])
+        await _announced(runtime, int(row["epoch"]))
+        return
+    row = await runtime.db.fetchone(END, params)
     if await _evict(runtime, group):
         return
-    if row is not None:
-        await runtime.db.execute(UNDO, (uuid.UUID(session_id), row["logged_out_at"]))
-    raise ServiceUnavailable("logout: the cache could not be reached after the row was ended; the end was undone")
+    # Redis went away between the two evictions: a request may have cached the session in between
+    try:
+        bumped = await runtime.db.fetchone(epochs.BUMP, {"channel": SESSIONS_CHANNEL, "prefix": epochs.PREFIX})
+    except Unavailable:
+        if row is not None:  # and PostgreSQL too: undo the end (if that fails as well, this is half done)
+            await runtime.db.execute(UNDO, (uuid.UUID(session_id), row["logged_out_at"]))
+        raise
+    assert bumped is not None
+    log.info("logout: redis went away, the sessions epoch moved on to %d", bumped["epoch"])
+    await _announced(runtime, int(bumped["epoch"]))
+
+
+async def _announced(runtime: "Runtime", epoch: int) -> None:
+    """This process committed ``epoch``: take it, and wait briefly until its LISTEN delivered it."""
+    tracker = _tracker(runtime)
+    if tracker is not None:
+        await tracker.announced(epoch)
+
+
+def forget_ended(runtime: "Runtime", payload: str) -> None:
+    """A ``SESSIONS_CHANNEL`` callback: drop an ended session's near copy (an ``epoch:<n>`` is not one)."""
+    if runtime.near is not None and len(payload) == 32 and parse_uuid(payload) is not None:
+        runtime.near.forget(_group(payload))
 
 
 def session_id_from_header(handler: "BaseHandler", settings: "AuthSettings") -> str | None:

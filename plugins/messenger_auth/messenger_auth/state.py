@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from messenger_core import Runtime
 
+from .epoch import SessionsEpoch
 from .passwords import Hasher
 from .settings import AuthSettings
 
@@ -15,10 +16,12 @@ KEY = "messenger_auth"
 
 @dataclass
 class AuthState:
-    """The password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``) and the sessions cleanup task."""
+    """The password hasher (``AUTH_HASH_THREADS``, ``AUTH_HASH_QUEUE``), the sessions cleanup task and
+    the sessions epoch (API processes with ``CACHE_TYPE=redis``; see :mod:`.epoch`)."""
 
     hasher: Hasher
     cleanup: asyncio.Task[None] | None = None
+    epoch: SessionsEpoch | None = None
 
 
 def start(runtime: Runtime) -> AuthState:
