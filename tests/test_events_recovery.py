@@ -3,20 +3,24 @@ delete of every message it had sent that changed meanwhile, in the chat's change
 posted meanwhile; a message it had not sent yet comes as it is now; nothing comes twice.  Auth on and off.
 
 Worker A reaches PostgreSQL through a :class:`TcpProxy` (cut and restored); worker B reaches it directly and
-makes every change while A is cut off, so A hears of none of them."""
+makes every change while A is cut off, so A hears of none of them.  And a stream whose reads, subscribe or
+opening meet the outage goes on (or says so and closes with 1013) instead of going silent."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
+
 from auth_support import bearer, new_session
-from chats_support import join, new_chat, read_all, say
+from chats_support import join, new_chat, read_all, read_page, say
 from conversations_support import FAST_HASH, delete, edit
 from events_support import Stream
-from support import AppServer, Client, TcpProxy, poll, serve_app
+from support import AppServer, Client, TcpProxy, conninfo, poll, serve_app
 
 AUTH_CHATS_EVENTS = ("messenger_auth", "messenger_chats", "messenger_events")
 CHATS_EVENTS = ("messenger_chats", "messenger_events")
@@ -33,6 +37,19 @@ async def a_behind_a_proxy(env: dict[str, str], plugins: tuple[str, ...]) -> Asy
             yield a, b, proxy
     finally:
         proxy.close()
+
+
+async def many_messages(database: str, chat: str, user: str, count: int) -> list[str]:
+    """``count`` messages of ``user`` in ``chat``, inserted by SQL (as the bench does); their ids, in order."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
+        await conn.execute(
+            "WITH c AS (UPDATE chats SET last_seq = %(count)s WHERE id = %(chat)s RETURNING id) "
+            "INSERT INTO messages (id, chat_id, seq, member_id, text, created_at) "
+            "SELECT gen_random_uuid(), %(chat)s, n, %(user)s, 'n' || (n - 1), now() + n * interval '1 ms' "
+            "FROM generate_series(1, %(count)s) AS n",
+            {"chat": uuid.UUID(chat), "user": uuid.UUID(user), "count": count})
+        cur = await conn.execute("SELECT id FROM messages WHERE chat_id = %s ORDER BY seq", (uuid.UUID(chat),))
+        return [row[0].hex for row in await cur.fetchall()]
 
 
 @asynccontextmanager
@@ -134,4 +151,77 @@ async def test_a_stream_recovers_the_edits_and_deletes_it_missed_auth_off(env: d
             assert resp.status == 200, resp
         got = await frames_of(stream, 1)
         assert got == [{"type": "message_edited", "chat_id": chat, "message": resp.json}]
+        stream.close()
+
+
+async def test_an_outage_in_the_middle_of_a_replay(env: dict[str, str], database: str) -> None:
+    """A replay (many reads of EVENTS_PAGE) is cut off part way; messages on both sides of where it stopped are
+    edited and deleted meanwhile: each message comes once, a change only for one already received and at most
+    once, and the frames give exactly what a page shows."""
+    async with a_behind_a_proxy({**env, "EVENTS_PAGE": "2"}, CHATS_EVENTS) as (a, b, proxy):
+        chat = await new_chat(b.client)
+        user = await join(b.client, chat, "poster")
+        ids = await many_messages(database, chat, user, 3000)  # a replay of 1,500 reads
+        _, start = await read_page(b.client, chat, 1)
+        stream = await Stream.open(a.url)
+        await stream.ready()
+        await stream.send({"type": "subscribe", "chats": {chat: start}})
+        received = [frame["message"]["message_id"] for frame in await frames_of(stream, 5)]
+        async with cut_off(a, proxy):
+            query = f"?user_id={user}"
+            for n in (2, 1500, 2996):  # before where the replay stops, and (surely) after it
+                assert (await edit(b.client, chat, ids[n], f"n{n} edited", query)).status == 200
+                assert (await delete(b.client, chat, ids[n + 2], query)).status == 204
+        last = await say(b.client, chat, user, "after the outage")
+        frames = await stream.until(lambda f: f["type"] == "message" and f["message"]["message_id"] == last, 60)
+        view: dict[str, dict[str, Any]] = {message: {} for message in received}
+        told: list[str] = []
+        for frame in frames:
+            if frame["type"] == "message":
+                assert frame["message"]["message_id"] not in view, frame  # once
+                view[frame["message"]["message_id"]] = frame["message"]
+            elif frame["type"] == "message_edited":
+                told.append(frame["message"]["message_id"])
+                assert frame["message"]["message_id"] in view, frame  # never before the message itself
+                view[frame["message"]["message_id"]] = frame["message"]
+            elif frame["type"] == "message_deleted":
+                told.append(frame["message_id"])
+                assert frame["message_id"] in view, frame
+                del view[frame["message_id"]]
+            else:
+                assert frame["type"] == "subscribed", frame
+        assert len(told) == len(set(told)), told  # each change told at most once
+        assert {ids[2996], ids[2998]}.isdisjoint(told)  # not sent before the outage: read as they are
+        assert view[ids[2996]]["text"] == "n2996 edited" and ids[2998] not in view
+        paged = {message["message_id"]: message for message in await read_all(b.client, chat)}
+        del paged[ids[0]]  # before the iterator
+        assert list(view) == list(paged) and all(view[key] == paged[key] for key in paged if view[key])
+        stream.close()
+
+
+async def test_a_subscribe_while_postgresql_is_away_is_an_error_frame(env: dict[str, str]) -> None:
+    async with a_behind_a_proxy(env, CHATS_EVENTS) as (a, b, proxy):
+        chat = await new_chat(b.client)
+        user = await join(b.client, chat, "poster")
+        stream = await Stream.open(a.url)
+        await stream.ready()
+        async with cut_off(a, proxy):
+            await stream.send({"type": "subscribe", "chats": {chat: None}})
+            assert await frames_of(stream, 1) == [{"type": "error", "message": "database-unavailable", "chat_id": chat}]
+        # the stream goes on: the same subscribe once PostgreSQL is back
+        assert await stream.subscribe({chat: None}) == [{"type": "subscribed", "chats": [chat]}]
+        sent = await say(b.client, chat, user, "carried")
+        assert ids_of(await frames_of(stream, 1)) == [("message", sent)]
+        stream.close()
+
+
+async def test_a_stream_opened_while_postgresql_is_away_says_so(env: dict[str, str]) -> None:
+    async with a_behind_a_proxy(env, AUTH_CHATS_EVENTS) as (a, b, proxy):
+        headers = bearer(await new_session(b.client, "alice"))
+        async with cut_off(a, proxy):
+            stream = await Stream.open(a.url, headers)
+            code, frames = await stream.closed()
+            assert (code, frames) == (1013, [{"type": "error", "message": "database-unavailable"}])
+        stream = await Stream.open(a.url, headers)
+        await stream.ready()
         stream.close()

@@ -36,7 +36,7 @@ from typing import Any
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from messenger_chats import api as chats
-from messenger_core import ApiError, BaseHandler, Identity, bad_parameters, dumps, parse_uuid
+from messenger_core import ApiError, BaseHandler, Identity, Unavailable, bad_parameters, dumps, parse_uuid
 
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
 from .hub import Hub, hub_of
@@ -186,9 +186,15 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             else:
                 self._give_up(exc)
             return
+        except Unavailable as exc:
+            self._give_up(exc)
+            return
         if identity is None:
             try:
                 identity = await self.identify_session(None)  # None: auth is off; a 401: it is on
+            except Unavailable as exc:
+                self._give_up(exc)
+                return
             except ApiError as exc:
                 if exc.status_code != 401:
                     self._give_up(exc)
@@ -223,6 +229,9 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                     self.fail(exc.code)
                 else:
                     self._give_up(exc)
+                return
+            except Unavailable as exc:
+                self._give_up(exc)
                 return
             await self._start(identity)
         elif not self.authed:
@@ -259,7 +268,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 for chat, (seq, marker) in (await chats.heads(self.runtime.db, mine)).items():
                     if chat not in self.carried:  # joined meanwhile: carried from the join already
                         self._carry(chat, seq, marker)
-        except ApiError as exc:
+        except (ApiError, Unavailable) as exc:
             self._give_up(exc)
             return
         if self.closing:
@@ -302,7 +311,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         try:
             heads = await chats.heads(self.runtime.db, list(ids.values())) if ids else {}
             mine = None if self.account is None else set(await chats.chats_of_account(self.runtime.db, self.account))
-        except ApiError as exc:
+        except (ApiError, Unavailable) as exc:
             for text in ids:
                 self.send(error_frame(exc.code, chat_id=text).encode())
             return
@@ -365,7 +374,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 continue  # chat_joined first: marked again once it is sent
             try:
                 more = await self._step(chat, state)
-            except ApiError:
+            except (ApiError, Unavailable):
                 await asyncio.sleep(1.0)  # PostgreSQL away: try again (the stream stays open)
                 if self.carried.get(chat) is state:
                     self._mark(chat)
@@ -521,6 +530,8 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         except ApiError as exc:
             if exc.status_code == 401:
                 self.fail(exc.code)
+        except Unavailable:
+            pass  # cannot be checked now; a logout still closes the stream by its event
 
     def joined(self, chat: uuid.UUID, seq: int | None, marker: int | None) -> None:
         """The account joined ``chat`` (in any worker) when its last position was ``seq`` and its change marker
@@ -551,7 +562,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             try:
                 summary = await chats.chat_summary(self.runtime.db, str(self.account), chat)
                 break
-            except ApiError:
+            except (ApiError, Unavailable):
                 await asyncio.sleep(1.0)  # PostgreSQL away: the chat's messages wait for it
         if self.closing or self.carried.get(chat) is not state:
             return
@@ -594,7 +605,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _give_up(self, exc: ApiError) -> None:
+    def _give_up(self, exc: ApiError | Unavailable) -> None:
         """PostgreSQL (or another dependency) is away while starting: say so and close (1013: try again)."""
         self._write(error_frame(exc.code).encode())
         self._close(1013, exc.code)
