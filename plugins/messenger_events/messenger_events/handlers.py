@@ -153,8 +153,11 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
           "message_deleted", "chat_id", "message_id"}` in order with the chat's messages, `{"type":
           "chat_joined", "chat": <summary as GET /v1/chats lists it>}` (then the chat's messages from the
           join on), `error` (with
-          `chat-not-found`, `bad-cursor` or `bad-parameters` the stream goes on). Close codes: 1001 the server
-          shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 4401 unauthorized,
+          `chat-not-found`, `bad-cursor`, `bad-parameters` or `database-unavailable` the stream goes on). While
+          PostgreSQL is away the stream stays open and delivers once it is back, edits and deletes it missed
+          included. Close codes: 1001 the server
+          shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 1013 PostgreSQL or Redis is
+          away while the stream opens (after the 503 code's error frame; reconnect later), 4401 unauthorized,
           4408 the client read too slowly (its backlog passed EVENTS_MAX_BACKLOG_BYTES), 4429 more than
           EVENTS_FRAMES_PER_SECOND client frames a second.
         tags: [events]
