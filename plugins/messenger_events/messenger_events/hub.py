@@ -64,7 +64,8 @@ class Stream(Protocol):
         marker (None: an older sender's event without one)."""
 
     def resync(self) -> None:
-        """Events may have been missed: read every carried chat again and check the session."""
+        """Events may have been missed: tell the edits and deletes missed of the messages sent, read every
+        carried chat again and check the session."""
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame (the backlog bound applies)."""
