@@ -280,10 +280,10 @@ async def test_migrations_roll_back_and_apply_again(chats: AppServer, database: 
     runtime = chats.runtime
     chat = await new_chat(chats.client)
     assert await migrate_down(runtime.config, runtime.migrations, "messenger_chats") == [
-        "messenger_chats:0002_conversations", "messenger_chats:0001_chats"]
+        "messenger_chats:0003_changes", "messenger_chats:0002_conversations", "messenger_chats:0001_chats"]
     assert await table_names(database) == set()
     assert await migrate_up(runtime.config, runtime.migrations) == [
-        "messenger_chats:0001_chats", "messenger_chats:0002_conversations"]
+        "messenger_chats:0001_chats", "messenger_chats:0002_conversations", "messenger_chats:0003_changes"]
     assert await migrate_up(runtime.config, runtime.migrations) == []  # idempotent
     assert await table_names(database) == {"chats", "chat_members", "messages"}
     assert_error(await page(chats.client, uuid.uuid4().hex, 1), 404, "chat-not-found")

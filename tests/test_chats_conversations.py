@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
+from psycopg import sql
 import pytest
 
 from chats_support import chats_server, join, new_chat, page, read_page, say, table_counts
 from conversations_support import (WITH_SEARCH, account, auth_server, create, enter, invite_to, mark, member_of,
                                    my_chats, texts_of, unread_of)
-from messenger_chats.conversations import LIST_CHATS, invite_hash
+from messenger_chats import api as chats_api
+from messenger_chats.conversations import CHANGES_AFTER, LIST_CHATS, invite_hash
 from search_support import read_results, start_search, wait_status
 from support import AppServer, Client, assert_error, conninfo
 
@@ -219,3 +222,78 @@ async def test_the_chat_list_reads_no_chat_s_messages(srv: AppServer, database: 
         assert node["Node Type"] == "Index Scan" and node["Index Name"] == "messages_chat_seq_key", node
         assert node["Scan Direction"] == "Backward" and "Limit" in parents, node
         assert node["Actual Rows"] <= 1, node
+
+
+async def test_the_changes_after_a_marker_read_no_chat_s_messages(srv: AppServer, database: str) -> None:
+    """What a stream reads after a resync: the edits and deletes after the change marker it knew, in change
+    order, through the index of changed messages: never a scan of the chat's 20,000 messages."""
+    alice = await account(srv.client, "alice")
+    chat = await create(alice, "long")
+    user = await member_of(alice, chat, "a")
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
+        await conn.execute(
+            "WITH c AS (UPDATE chats SET last_seq = 20000 WHERE id = %(chat)s RETURNING id) "
+            "INSERT INTO messages (id, chat_id, seq, member_id, text, created_at) "
+            "SELECT gen_random_uuid(), %(chat)s, n, %(user)s, 'm' || n, now() + n * interval '1 ms' "
+            "FROM generate_series(1, 20000) AS n", {"chat": uuid.UUID(chat), "user": uuid.UUID(user)})
+        cur = await conn.execute("SELECT id FROM messages WHERE chat_id = %s AND seq IN (10, 500, 19000, 19999) "
+                                 "ORDER BY seq", (uuid.UUID(chat),))
+        m10, m500, m19000, m19999 = [row[0].hex for row in await cur.fetchall()]
+    await changes_in_order(srv, alice, chat, (m10, m500, m19000, m19999))
+    chat_id = uuid.UUID(chat)
+    ((_, base),) = (await chats_api.heads(srv.runtime.db, [chat_id])).values()
+    for plan in await changes_plans(database, {"chat": chat_id, "since": base - 5, "upto": 19998, "limit": 100}):
+        on_messages = [node for node in plan_nodes(plan["Plan"]) if node.get("Relation Name") == "messages"]
+        assert len(on_messages) == 1, plan
+        (node,) = on_messages
+        # the changed messages only (4 after the marker, one of them beyond position 19998), never the 20,000
+        assert node["Node Type"] == "Index Scan" and node["Index Name"] == "messages_changed_idx", node
+        assert node["Actual Rows"] + node.get("Rows Removed by Filter", 0) <= 4, node
+
+
+async def changes_in_order(srv: AppServer, alice: Client, chat: str, messages: tuple[str, str, str, str]) -> None:
+    """Edit and delete some of the chat's messages; ``changes_after`` lists them in change order, each once."""
+    m10, m500, m19000, m19999 = messages
+    db, chat_id = srv.runtime.db, uuid.UUID(chat)
+    ((_, base),) = (await chats_api.heads(db, [chat_id])).values()
+    for message, text in ((m500, "first"), (m19999, "beyond upto"), (m10, "second"), (m500, "third")):
+        resp = await alice.request("PATCH", f"/v1/chats/{chat}/messages/{message}", {"message": text})
+        assert resp.status == 200, resp
+    assert (await alice.request("DELETE", f"/v1/chats/{chat}/messages/{m19000}")).status == 204
+
+    def listed(found: tuple[int, list[Any]] | None) -> tuple[int, list[tuple[int, str, str | None]]]:
+        assert found is not None
+        return found[0], [(changed, mid.hex, None if msg is None else msg["text"]) for changed, mid, msg in found[1]]
+    # each message once, at its last change, in change order; none after position 19998
+    assert listed(await chats_api.changes_after(db, chat_id, base, 19998, 100)) == (
+        base + 5, [(base + 3, m10, "second"), (base + 4, m500, "third"), (base + 5, m19000, None)])
+    # a page at a time: after the last one read
+    assert listed(await chats_api.changes_after(db, chat_id, base, 19998, 2))[1] == [
+        (base + 3, m10, "second"), (base + 4, m500, "third")]
+    assert listed(await chats_api.changes_after(db, chat_id, base + 4, 19998, 2)) == (
+        base + 5, [(base + 5, m19000, None)])
+    assert listed(await chats_api.changes_after(db, chat_id, base + 5, 20000, 100)) == (base + 5, [])
+    assert await chats_api.changes_after(db, uuid.uuid4(), 0, 10, 100) is None
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plan's nodes, this one first."""
+    return [node] + [found for child in node.get("Plans", []) for found in plan_nodes(child)]
+
+
+async def changes_plans(database: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """EXPLAIN ANALYZE of CHANGES_AFTER: its plan for these parameters, and the generic plan of a prepared
+    statement (the parameters unknown), which must use the index too."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
+        await conn.execute("ANALYZE messages")
+        cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + CHANGES_AFTER, params)
+        custom = (await cur.fetchone())[0][0]
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        prepared = CHANGES_AFTER
+        for n, name in enumerate(params, 1):
+            prepared = prepared.replace(f"%({name})s", f"${n}")
+        await conn.execute("PREPARE changes_after (uuid, bigint, bigint, bigint) AS " + prepared)
+        cur = await conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE changes_after ({})").format(
+            sql.SQL(", ").join(sql.Literal(value) for value in params.values())))
+        generic = (await cur.fetchone())[0][0]
+    return [custom, generic]

@@ -223,6 +223,11 @@ async def test_each_change_sends_its_chat_event_on_commit(srv: AppServer, databa
     assert [p["k"] for p in events] == ["join", "edit", "delete", "leave"], payloads
     join_event, edit_event, delete_event, leave_event = events
     assert join_event["c"] == chat and join_event["u"] == a and len(join_event["a"]) == 32
-    assert edit_event == {"k": "edit", "c": chat, "m": message, "s": 1}
-    assert delete_event == {"k": "delete", "c": chat, "m": message, "s": 1}
+    # "v": the chat's version at the change (at the join: before any), which the message keeps as its marker
+    assert join_event["v"] == 0
+    assert edit_event == {"k": "edit", "c": chat, "m": message, "s": 1, "v": 1}
+    assert delete_event == {"k": "delete", "c": chat, "m": message, "s": 1, "v": 2}
+    async with await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True) as conn:
+        cur = await conn.execute("SELECT changed FROM messages WHERE id = %s", (uuid.UUID(message),))
+        assert await cur.fetchone() == (2,)
     assert leave_event == {"k": "leave", "c": chat, "u": a, "a": join_event["a"]}

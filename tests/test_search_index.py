@@ -145,7 +145,7 @@ def test_the_migration_rolls_back_and_applies_again(env: dict[str, str], databas
                                 " (SELECT count(*) FROM pg_ts_config WHERE cfgname = 'messenger_search')").fetchall()
 
     assert migrate() == ("messenger_chats:0001_chats\nmessenger_chats:0002_conversations\n"
-                         "messenger_search:0001_text_search")
+                         "messenger_chats:0003_changes\nmessenger_search:0001_text_search")
     assert objects() == [(1, 1)]
     assert migrate("--down", "messenger_search") == "messenger_search:0001_text_search"
     assert objects() == [(0, 0)]

@@ -9,8 +9,10 @@ Membership queries for plugins that must respect who may see which chat (search 
 
 Reading messages as a stream does (the events plugin):
 
-* :func:`last_seqs` -- the newest position of chats; :func:`messages_after` -- messages after a
-  position, each with its own; :func:`message` -- one message;
+* :func:`last_seqs` -- the newest position of chats; :func:`heads` -- that and the chats' change markers;
+  :func:`messages_after` -- messages after a position, each with its own; :func:`message` -- one message;
+* :func:`changes_after` -- the messages up to a position edited or deleted after a change marker (what a
+  stream missed while its ``LISTEN`` connection was down);
 * :func:`iterator` / :func:`position` -- a position to the iterator clients page with, and back;
 * :data:`CHANNEL` and :func:`parse_event` -- the chats' events over PostgreSQL NOTIFY (see
   :mod:`messenger_chats.events` for their payloads), for ``runtime.pubsub.subscribe``.
@@ -29,11 +31,14 @@ add their own indexes on them, after this plugin's migrations, ``Migrations(...,
              created_at timestamptz NOT NULL DEFAULT now(),
              edited_at timestamptz NULL,     -- set by each edit of the text
              deleted_at timestamptz NULL,    -- set by its deletion: the row stays, it is shown nowhere
+             changed bigint NOT NULL,        -- the chat's change marker at its last edit or delete, 0: none
              UNIQUE (chat_id, seq))
 
-Rows are inserted by posts; an edit updates ``text`` and ``edited_at``, a delete sets ``deleted_at``
-(and empties ``text``).  A reader must leave out rows with ``deleted_at IS NOT NULL``.  The other
-tables and every other module of this package (``events`` aside, see below) are internal.
+Rows are inserted by posts; an edit updates ``text``, ``edited_at`` and ``changed``, a delete sets
+``deleted_at`` and ``changed`` (and empties ``text``).  A chat's change markers grow in the commit order of
+its edits and deletes, and no two messages of a chat share one.  A reader must leave out rows with
+``deleted_at IS NOT NULL``.  The other tables and every other module of this package (``events`` aside, see
+below) are internal.
 
 Chat events: every write a stream must learn of sends one NOTIFY on the channel ``messenger_chats``
 inside its transaction (payloads in ``messenger_chats.events``).
@@ -49,17 +54,20 @@ from messenger_core import Database
 
 from . import conversations, cursor
 from .errors import bad_cursor, chat_not_found, user_not_found
+from .conversations import CHANGES_AFTER
 from .events import CHANNEL
 from .events import parse as parse_event
 from .store import message_json
 
-__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "chat_not_found", "chat_summary", "chats_of_account", "iterator",
-           "last_seqs", "member_scope", "message", "messages_after", "parse_event", "position", "user_not_found"]
+__all__ = ["CHANNEL", "account_in_chat", "bad_cursor", "changes_after", "chat_not_found", "chat_summary",
+           "chats_of_account", "heads", "iterator", "last_seqs", "member_scope", "message", "messages_after",
+           "parse_event", "position", "user_not_found"]
 
 _ACCOUNT_IN_CHAT = """
 SELECT 1 AS found FROM chat_members WHERE account_id = %s AND chat_id = %s AND left_at IS NULL LIMIT 1
 """
 _LAST_SEQS = "SELECT id, last_seq FROM chats WHERE id = ANY(%s)"
+_HEADS = "SELECT id, last_seq, version FROM chats WHERE id = ANY(%s)"
 _AFTER = """
 SELECT id, member_id, text, created_at, edited_at, seq FROM messages
 WHERE chat_id = %s AND seq > %s AND deleted_at IS NULL ORDER BY seq LIMIT %s
@@ -118,6 +126,31 @@ async def last_seqs(db: Database, chat_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     """The position of the newest message of each chat that exists (0: none yet); unknown ids are left out."""
     rows = await db.fetchall(_LAST_SEQS, (chat_ids,))
     return {row["id"]: row["last_seq"] for row in rows}
+
+
+async def heads(db: Database, chat_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
+    """Of each chat that exists, ``(last position, change marker)`` read together: the marker is the chat's
+    version, which every edit and delete moves on (unknown ids are left out)."""
+    rows = await db.fetchall(_HEADS, (chat_ids,))
+    return {row["id"]: (row["last_seq"], row["version"]) for row in rows}
+
+
+async def changes_after(db: Database, chat_id: uuid.UUID, since: int, upto: int, limit: int) -> tuple[
+        int, list[tuple[int, uuid.UUID, dict[str, Any] | None]]] | None:
+    """The messages at or before position ``upto`` edited or deleted after change marker ``since``, in the
+    order of those changes (each message once, at its last change), up to ``limit`` of them, with the chat's
+    change marker at the same instant: ``(marker, [(its change marker, message id, the message as a page shows
+    it, or None once deleted)])``; None when the chat does not exist.
+
+    Read through the index of changed messages (migration 0003): the cost follows the changes read, never the
+    chat's messages.  With ``limit`` rows returned there may be more: ask again after the last one's marker.
+    """
+    rows = await db.fetchall(CHANGES_AFTER, {"chat": chat_id, "since": since, "upto": upto, "limit": limit})
+    if not rows:
+        return None
+    found = [(row["changed"], row["id"], None if row["deleted_at"] is not None else message_json(row))
+             for row in rows if row["id"] is not None]
+    return rows[0]["version"], found
 
 
 async def messages_after(db: Database, chat_id: uuid.UUID, after: int,

@@ -5,7 +5,8 @@ Every write here locks its chat's row first (``FOR SHARE`` to join or mark read,
 otherwise), so joins, leaves, marks, deletes and the post batches of one chat never interleave their
 counters (and never deadlock: the chat's row is always the first lock taken).  A change that can make
 something cached about the chat wrong (an edit, a delete, a leave or a removal) moves
-``chats.version`` on in its transaction, and :meth:`ChatStore.changed` evicts the old version from
+``chats.version`` on in its transaction (an edit or a delete also writes it to the message's ``changed``,
+migration 0003), and :meth:`ChatStore.changed` evicts the old version from
 every process before the request answers.  Each write sends its chat event (``events.notify``) inside
 its transaction.
 
@@ -68,13 +69,15 @@ AUTHOR = """
      AND EXISTS (SELECT 1 FROM chat_members WHERE id = %(member)s AND left_at IS NULL)))
 """
 EDIT_MESSAGE = f"""
-UPDATE messages SET text = %(text)s, edited_at = clock_timestamp()
+UPDATE messages SET text = %(text)s, edited_at = clock_timestamp(), changed = %(version)s
 WHERE id = %(message)s AND chat_id = %(chat)s AND deleted_at IS NULL AND {AUTHOR}
 RETURNING id, member_id, text, created_at, edited_at, seq
 """
-BUMP_FOR_DELETE = "UPDATE chats SET version = version + 1, deleted_total = deleted_total + 1 WHERE id = %s"
+BUMP_FOR_DELETE = """
+UPDATE chats SET version = version + 1, deleted_total = deleted_total + 1 WHERE id = %s RETURNING version
+"""
 DELETE_MESSAGE = f"""
-UPDATE messages SET deleted_at = clock_timestamp(), text = ''
+UPDATE messages SET deleted_at = clock_timestamp(), text = '', changed = %(version)s
 WHERE id = %(message)s AND chat_id = %(chat)s AND deleted_at IS NULL AND {AUTHOR}
 RETURNING seq
 """
@@ -112,6 +115,21 @@ ORDER BY coalesce(lm.created_at, a.joined_at) DESC, c.id
 LIST_CHATS = _SUMMARIES.format(only="")
 #: One chat's summary for an account (parameters: ``account``, ``chat``), exactly as the list has it.
 ONE_CHAT = _SUMMARIES.format(only=" AND a.chat_id = %(chat)s")
+#: The changes of a chat after a change marker (parameters ``chat``, ``since``, ``upto``, ``limit``): the chat's
+#: version and the messages at or before ``upto`` edited or deleted after ``since``, in change order, read in one
+#: statement (one snapshot) through the partial index of changed messages (migration 0003); ``changed > 0``
+#: repeats the index's predicate, so that a generic plan may use it too.  Tests EXPLAIN it.
+CHANGES_AFTER = """
+SELECT c.version, m.id, m.member_id, m.text, m.created_at, m.edited_at, m.deleted_at, m.seq, m.changed
+FROM chats AS c
+LEFT JOIN LATERAL (
+    SELECT id, member_id, text, created_at, edited_at, deleted_at, seq, changed FROM messages
+    WHERE chat_id = c.id AND changed > 0 AND changed > %(since)s AND seq <= %(upto)s
+    ORDER BY changed
+    LIMIT %(limit)s
+) AS m ON true
+WHERE c.id = %(chat)s
+"""
 MEMBERS = """
 SELECT id, user_name, account_id FROM chat_members WHERE chat_id = %s AND left_at IS NULL ORDER BY created_at, id
 """
@@ -170,7 +188,8 @@ class Conversations:
                 await conn.execute(JOIN_ACCOUNT, (account_id, chat_id, chat["last_seq"], chat["deleted_total"]))
             # "s": the chat's last position at this commit (its row is locked): a stream carries the chat from there
             await events.notify(conn, {"k": "join", "c": chat_id.hex, "u": member_id.hex,
-                                       "a": account_id.hex if account_id else None, "s": chat["last_seq"]})
+                                       "a": account_id.hex if account_id else None, "s": chat["last_seq"],
+                                       "v": chat["version"]})
         await self.store.remember_member(member_id, Member(chat_id, account_id), chat["version"])
         return member_id
 
@@ -261,12 +280,15 @@ class Conversations:
         params = {"chat": chat_id, "message": message_id, "text": text, "account": actor.account_id,
                   "member": actor.member_id}
         async with self.db.transaction() as conn:
-            if await (await conn.execute(BUMP_VERSION, (chat_id,))).fetchone() is None:
+            chat = await (await conn.execute(BUMP_VERSION, (chat_id,))).fetchone()
+            if chat is None:
                 raise chat_not_found()
+            params["version"] = chat["version"]  # the message's change marker (migration 0003)
             row = await (await conn.execute(EDIT_MESSAGE, params)).fetchone()
             if row is None:
                 raise message_not_found()
-            await events.notify(conn, {"k": "edit", "c": chat_id.hex, "m": message_id.hex, "s": row["seq"]})
+            await events.notify(conn, {"k": "edit", "c": chat_id.hex, "m": message_id.hex, "s": row["seq"],
+                                       "v": chat["version"]})
         await self.store.changed(chat_id)
         return message_json(row)
 
@@ -274,11 +296,14 @@ class Conversations:
         """Delete one of the actor's messages (its text goes too); 404 ``message-not-found`` otherwise."""
         params = {"chat": chat_id, "message": message_id, "account": actor.account_id, "member": actor.member_id}
         async with self.db.transaction() as conn:
-            if (await conn.execute(BUMP_FOR_DELETE, (chat_id,))).rowcount == 0:
+            chat = await (await conn.execute(BUMP_FOR_DELETE, (chat_id,))).fetchone()
+            if chat is None:
                 raise chat_not_found()
+            params["version"] = chat["version"]
             row = await (await conn.execute(DELETE_MESSAGE, params)).fetchone()
             if row is None:
                 raise message_not_found()
             await conn.execute(COUNT_DELETED, (chat_id, row["seq"]))
-            await events.notify(conn, {"k": "delete", "c": chat_id.hex, "m": message_id.hex, "s": row["seq"]})
+            await events.notify(conn, {"k": "delete", "c": chat_id.hex, "m": message_id.hex, "s": row["seq"],
+                                       "v": chat["version"]})
         await self.store.changed(chat_id)

@@ -6,10 +6,15 @@ payload is compact JSON with ids only (NOTIFY payloads are limited to 8000 bytes
 
 * ``{"k": "post", "c": "<chat hex>", "s": <the chat's last seq after this commit>}``: once per chat per
   group-committed batch of posts (sent by the insert statement itself, ``store.POST_MESSAGES``);
-* ``{"k": "edit" | "delete", "c": "<chat hex>", "m": "<message hex>", "s": <its seq>}``;
+* ``{"k": "edit" | "delete", "c": "<chat hex>", "m": "<message hex>", "s": <its seq>, "v": <its change marker>}``
+  (the chat's version at this change, now the message's ``changed``: a listener that knows the chat's changes
+  up to ``v`` reads the ones it missed after it, :func:`messenger_chats.api.changes_after`);
 * ``{"k": "join", "c": "<chat hex>", "u": "<member hex>", "a": "<account hex>" | null, "s": <the chat's last seq
-  at the join's commit>}`` (a stream carries the chat from that position);
+  at the join's commit>, "v": <the chat's version then>}`` (a stream carries the chat from that position, its
+  changes known up to that version);
 * ``{"k": "leave", "c": "<chat hex>", "u": "<member hex>", "a": "<account hex>" | null}``.
+
+``"v"`` is absent from the events of a process older than migration 0003.
 
 Listeners subscribe through the core's :class:`~messenger_core.PubSub` (``runtime.pubsub``).
 """

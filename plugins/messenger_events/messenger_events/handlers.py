@@ -7,6 +7,12 @@ at a time: it reads the messages up to s (shared with every stream of the proces
 see :mod:`.hub`) and sends them, and sends an edit (the message as it is now) or a delete only for a
 message at or before its position; a later message is read as it is, change included.  So each chat's
 messages go out in order, exactly once, and its edits and deletes in order with them.
+
+Events missed while the process's ``LISTEN`` connection was down are made good at the resync: each carried
+chat first tells, in the chat's change order, an edit or a delete of every message it had sent that changed
+after the last change marker it knew (one indexed read, :func:`messenger_chats.api.changes_after`), then reads
+the messages that follow as they are now; a change event that arrives later for a change already told (or
+reflected in a message read after it) is passed over by its marker, so nothing is told twice.
 Frames waiting for the client are counted: past ``EVENTS_MAX_BACKLOG_BYTES`` the stream is cut with 4408,
 so one slow client never makes the server's memory grow; the edits and deletes a stream has still to act
 on count 128 bytes each against the same bound.  While a backlog is replayed the
@@ -30,7 +36,7 @@ from typing import Any
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from messenger_chats import api as chats
-from messenger_core import ApiError, BaseHandler, Identity, bad_parameters, dumps, parse_uuid
+from messenger_core import ApiError, BaseHandler, Identity, Unavailable, bad_parameters, dumps, parse_uuid
 
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
 from .hub import Hub, hub_of
@@ -40,21 +46,27 @@ log = logging.getLogger("messenger.events")
 READY = b'{"type":"ready"}'
 CHANGE_BYTES = 128  # what one pending edit or delete counts for against EVENTS_MAX_BACKLOG_BYTES
 
-#: A pending event of a chat: ``("read", upto, None)`` (None: no bound, a backlog) or ``("edit" | "delete", seq,
-#: message_id)``.
-Pending = tuple[str, int | None, uuid.UUID | None]
+#: A pending event of a chat: ``("read", upto, None, None)`` (None: no bound, a backlog), ``("edit" | "delete", seq,
+#: message_id, marker)`` (the change's marker, None from an older sender) or ``("recover", None, None, None)``
+#: (after a resync: the changes missed of the messages sent).
+Pending = tuple[str, int | None, uuid.UUID | None, int | None]
 
 
 @dataclass(slots=True)
 class Carried:  # pylint: disable=too-many-instance-attributes
     """A chat the stream carries: the position sent so far and the events to act on, in order.
 
-    ``generation`` moves on at each restart; ``held``: ``chat_joined`` is not sent yet; ``rejoined``: a join
-    event came while a leave was being checked; ``changes``: edits and deletes among ``pending`` (a list, not a
-    deque: it is nearly always empty, and an empty list is a tenth of an empty deque, per chat of every stream).
+    ``generation`` moves on at each restart and resync (a read begun before is read again); ``held``:
+    ``chat_joined`` is not sent yet; ``rejoined``: a join event came while a leave was being checked;
+    ``changes``: edits and deletes among ``pending`` (a list, not a deque: it is nearly always empty, and an
+    empty list is a tenth of an empty deque, per chat of every stream).  ``known``: a change marker (the chat's
+    version at each edit or delete, growing in their commit order) such that every change up to it is told to
+    the client or reflected in the messages it was and will be sent; a change event at or below it is passed
+    over, and a recovery after a gap reads the changes after it.
     """
 
     position: int
+    known: int
     generation: int = 0
     pending: list[Pending] = field(default_factory=list)
     held: bool = False
@@ -65,9 +77,21 @@ class Carried:  # pylint: disable=too-many-instance-attributes
         """Messages up to ``upto`` (None: all) are to be read: merged into a read already last in line."""
         if self.pending and self.pending[-1][0] == "read":
             last = self.pending[-1][1]
-            self.pending[-1] = ("read", None if last is None or upto is None else max(last, upto), None)
+            self.pending[-1] = ("read", None if last is None or upto is None else max(last, upto), None, None)
         else:
-            self.pending.append(("read", upto, None))
+            self.pending.append(("read", upto, None, None))
+
+    def recover(self) -> None:
+        """Events may have been missed: first (before the events still pending, which it makes good too) tell
+        the changes after ``known`` of the messages sent, then read everything that follows.
+
+        A read or a recovery under way is done again (its snapshot may predate the gap); a recovery not done
+        yet covers this gap too, so there is one per chat however often the connection flaps.
+        """
+        self.generation += 1
+        if not self.pending or self.pending[0][0] != "recover":
+            self.pending.insert(0, ("recover", None, None, None))
+        self.read_upto(None)
 
 
 class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-method,too-many-instance-attributes
@@ -129,8 +153,11 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
           "message_deleted", "chat_id", "message_id"}` in order with the chat's messages, `{"type":
           "chat_joined", "chat": <summary as GET /v1/chats lists it>}` (then the chat's messages from the
           join on), `error` (with
-          `chat-not-found`, `bad-cursor` or `bad-parameters` the stream goes on). Close codes: 1001 the server
-          shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 4401 unauthorized,
+          `chat-not-found`, `bad-cursor`, `bad-parameters` or `database-unavailable` the stream goes on). While
+          PostgreSQL is away the stream stays open and delivers once it is back, edits and deletes it missed
+          included. Close codes: 1001 the server
+          shuts down (reconnect), 1009 a client frame over EVENTS_MAX_FRAME_BYTES, 1013 PostgreSQL or Redis is
+          away while the stream opens (after the 503 code's error frame; reconnect later), 4401 unauthorized,
           4408 the client read too slowly (its backlog passed EVENTS_MAX_BACKLOG_BYTES), 4429 more than
           EVENTS_FRAMES_PER_SECOND client frames a second.
         tags: [events]
@@ -162,9 +189,15 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             else:
                 self._give_up(exc)
             return
+        except Unavailable as exc:
+            self._give_up(exc)
+            return
         if identity is None:
             try:
                 identity = await self.identify_session(None)  # None: auth is off; a 401: it is on
+            except Unavailable as exc:
+                self._give_up(exc)
+                return
             except ApiError as exc:
                 if exc.status_code != 401:
                     self._give_up(exc)
@@ -200,6 +233,9 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 else:
                     self._give_up(exc)
                 return
+            except Unavailable as exc:
+                self._give_up(exc)
+                return
             await self._start(identity)
         elif not self.authed:
             return  # still opening
@@ -232,10 +268,10 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 if identity.expires_at is not None:
                     self._later(identity.expires_at - time.time(), self.fail, "session-id-expired")
                 mine = await chats.chats_of_account(self.runtime.db, identity.account_id)
-                for chat, seq in (await chats.last_seqs(self.runtime.db, mine)).items():
+                for chat, (seq, marker) in (await chats.heads(self.runtime.db, mine)).items():
                     if chat not in self.carried:  # joined meanwhile: carried from the join already
-                        self._carry(chat, seq)
-        except ApiError as exc:
+                        self._carry(chat, seq, marker)
+        except (ApiError, Unavailable) as exc:
             self._give_up(exc)
             return
         if self.closing:
@@ -244,11 +280,12 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self._write(READY)
         self._pump_task = asyncio.ensure_future(self._pump())
 
-    def _carry(self, chat: uuid.UUID, position: int, backlog: bool = False) -> Carried:
-        """Carry ``chat`` from ``position`` (a restart when carried already); ``backlog``: read what follows."""
+    def _carry(self, chat: uuid.UUID, position: int, marker: int, backlog: bool = False) -> Carried:
+        """Carry ``chat`` from ``position``, its changes known up to ``marker`` (read with the position, or the
+        join's); a restart when carried already (its markers stay); ``backlog``: read what follows."""
         state = self.carried.get(chat)
         if state is None:
-            state = self.carried[chat] = Carried(position)
+            state = self.carried[chat] = Carried(position, marker)
             self.hub.carry(self, chat)
         else:
             state.position, state.generation = position, state.generation + 1
@@ -275,23 +312,24 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             else:
                 ids[text] = chat
         try:
-            lasts = await chats.last_seqs(self.runtime.db, list(ids.values())) if ids else {}
+            heads = await chats.heads(self.runtime.db, list(ids.values())) if ids else {}
             mine = None if self.account is None else set(await chats.chats_of_account(self.runtime.db, self.account))
-        except ApiError as exc:
+        except (ApiError, Unavailable) as exc:
             for text in ids:
                 self.send(error_frame(exc.code, chat_id=text).encode())
             return
         started: list[uuid.UUID] = []
         for text, chat in ids.items():
-            last = lasts.get(chat)
-            if last is None or (mine is not None and chat not in mine):
+            head = heads.get(chat)
+            if head is None or (mine is not None and chat not in mine):
                 self.send(error_frame("chat-not-found", chat_id=text).encode())
                 continue
+            last, marker = head
             position = self._position(named[text], chat, last)
             if position < 0 or position > last:
                 self.send(error_frame("bad-cursor", chat_id=text).encode())
                 continue
-            self._carry(chat, position, backlog=True)
+            self._carry(chat, position, marker, backlog=True)
             started.append(chat)
         self.waiting_for.append((set(started), [chat.hex for chat in started]))
         self._wakeup.set()
@@ -339,7 +377,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 continue  # chat_joined first: marked again once it is sent
             try:
                 more = await self._step(chat, state)
-            except ApiError:
+            except (ApiError, Unavailable):
                 await asyncio.sleep(1.0)  # PostgreSQL away: try again (the stream stays open)
                 if self.carried.get(chat) is state:
                     self._mark(chat)
@@ -357,18 +395,15 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         """Act on the chat's first pending event (nothing pending: nothing to do); whether more remain."""
         if not state.pending:
             return False
-        kind, seq, message_id = state.pending[0]
+        kind, seq, message_id, marker = state.pending[0]
+        if kind == "recover":
+            return await self._recover(chat, state)
         if kind != "read":
             state.pending.pop(0)
             state.changes -= 1
             self.pending_changes -= 1
-            if seq is not None and message_id is not None and seq <= state.position:  # else: read as it is now
-                if kind == "delete":
-                    self.send(dumps({"type": "message_deleted", "chat_id": chat.hex, "message_id": message_id.hex}))
-                else:
-                    frame = await self.hub.edited(chat, message_id)  # None: deleted meanwhile, its event follows
-                    if frame is not None and self.carried.get(chat) is state and seq <= state.position:
-                        self.send(frame)
+            if seq is not None and message_id is not None:
+                await self._change(chat, state, kind, seq, message_id, marker)
             return bool(state.pending)
         start, generation = state.position, state.generation
         batch = await self.hub.read(chat, start)
@@ -386,10 +421,44 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         if not batch.full or len(frames) < len(batch.frames):  # everything up to the bound is sent
             if seq is not None:
                 state.position = max(state.position, seq)
-            if state.pending and state.pending[0] == (kind, seq, message_id):
+            if state.pending and state.pending[0] == (kind, seq, message_id, marker):
                 state.pending.pop(0)
                 if seq is None:
                     self._caught_up(chat)  # the backlog a subscribe asked for
+        return bool(state.pending)
+
+    async def _change(self, chat: uuid.UUID, state: Carried, kind: str, seq: int, message_id: uuid.UUID,
+                      marker: int | None) -> None:
+        """Tell an edit (the message as it is now) or a delete of a message sent (at or before the position; a
+        later one is read as it is now), unless a recovery told it already."""
+        if marker is not None:
+            if marker <= state.known:
+                return  # a recovery told it, or what was and will be sent reflects it
+            state.known = marker  # taken in order: every change before it is told or reflected
+        if seq > state.position:
+            return
+        if kind == "delete":
+            self.send(dumps({"type": "message_deleted", "chat_id": chat.hex, "message_id": message_id.hex}))
+            return
+        frame = await self.hub.edited(chat, message_id)  # None: deleted meanwhile, its event follows
+        if frame is not None and self.carried.get(chat) is state and seq <= state.position:
+            self.send(frame)
+
+    async def _recover(self, chat: uuid.UUID, state: Carried) -> bool:
+        """After a resync: tell the edits and deletes of messages sent before the gap that the stream missed,
+        in the chat's change order (the messages after them are read as they are now)."""
+        generation = state.generation
+        recovery = await self.hub.recovered(chat, state.known, state.position)
+        if self.closing or self.carried.get(chat) is not state:
+            return False
+        if state.generation != generation:
+            return True  # resynced or restarted while reading: read again
+        for _, frame in recovery.frames:
+            if not self.send(frame):
+                return False
+        state.known = max(state.known, recovery.marker)
+        if not recovery.full:  # else more after the last one read: the entry stays first
+            state.pending.pop(0)
         return bool(state.pending)
 
     async def _until_drained(self) -> None:
@@ -435,7 +504,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             state.read_upto(seq)
             self._mark(chat)
 
-    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
+    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int, marker: int | None) -> None:
         """A message of a carried chat was edited or deleted: act on it after what is pending."""
         state = self.carried.get(chat)
         if state is None:
@@ -444,15 +513,16 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             self.hub.cut += 1
             self._close(TOO_SLOW, "too slow")
             return
-        state.pending.append((kind, seq, message_id))
+        state.pending.append((kind, seq, message_id, marker))
         state.changes += 1
         self.pending_changes += 1
         self._mark(chat)
 
     def resync(self) -> None:
-        """Events may have been missed: read every carried chat again, check the session again."""
+        """Events may have been missed: tell the edits and deletes missed of the messages sent, read every
+        carried chat again, check the session again."""
         for chat, state in self.carried.items():
-            state.read_upto(None)
+            state.recover()
             self._mark(chat)
         if self.session is not None:
             asyncio.ensure_future(self._recheck())
@@ -463,30 +533,31 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         except ApiError as exc:
             if exc.status_code == 401:
                 self.fail(exc.code)
+        except Unavailable:
+            pass  # cannot be checked now; a logout still closes the stream by its event
 
-    def joined(self, chat: uuid.UUID, seq: int | None) -> None:
-        """The account joined ``chat`` (in any worker) when its last position was ``seq``: carry it from there
-        at once (so nothing committed after the join's 201 is missed), and say ``chat_joined`` first."""
+    def joined(self, chat: uuid.UUID, seq: int | None, marker: int | None) -> None:
+        """The account joined ``chat`` (in any worker) when its last position was ``seq`` and its change marker
+        ``marker``: carry it from there at once (so nothing committed after the join's 201 is missed), and say
+        ``chat_joined`` first."""
         state = self.carried.get(chat)
         if state is not None:
             state.rejoined = True
             return
         if self.closing:
             return
-        if seq is None:  # an event without the join's position (an older sender): the chat as it is now
+        if seq is None or marker is None:  # an event without the join's position (an older sender): as it is now
             self._spawn(self._join_now(chat))
             return
-        state = self._carry(chat, seq)
+        state = self._carry(chat, seq, marker)
         if self.authed:  # before "ready" the chat is one of those the stream starts with: no chat_joined
             state.held = True
             self._spawn(self._announce(chat, state))
 
     async def _join_now(self, chat: uuid.UUID) -> None:
-        position = self.hub.latest.get(chat)
-        if position is None:
-            position = (await chats.last_seqs(self.runtime.db, [chat])).get(chat)
-        if position is not None and chat not in self.carried and not self.closing:
-            self.joined(chat, position)
+        head = (await chats.heads(self.runtime.db, [chat])).get(chat)
+        if head is not None and chat not in self.carried and not self.closing:
+            self.joined(chat, *head)
 
     async def _announce(self, chat: uuid.UUID, state: Carried) -> None:
         """Send ``chat_joined`` with the chat's summary, then let its messages go."""
@@ -494,7 +565,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             try:
                 summary = await chats.chat_summary(self.runtime.db, str(self.account), chat)
                 break
-            except ApiError:
+            except (ApiError, Unavailable):
                 await asyncio.sleep(1.0)  # PostgreSQL away: the chat's messages wait for it
         if self.closing or self.carried.get(chat) is not state:
             return
@@ -537,7 +608,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _give_up(self, exc: ApiError) -> None:
+    def _give_up(self, exc: ApiError | Unavailable) -> None:
         """PostgreSQL (or another dependency) is away while starting: say so and close (1013: try again)."""
         self._write(error_frame(exc.code).encode())
         self._close(1013, exc.code)

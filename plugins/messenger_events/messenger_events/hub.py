@@ -5,7 +5,9 @@ message it sent and the chat's events not yet acted on (ids and positions, in co
 follows from PostgreSQL when an event says there is more.  The streams of one process at the same position
 of a chat share one read (:class:`~messenger_core.SharedReads`), whose frames are encoded once for all of
 them.  A read is shared only by streams that have seen the same edits and deletes (its key names
-:attr:`Hub.changes`), so no stream takes a read begun before a change it already acted on.  A client that
+:attr:`Hub.changes`), so no stream takes a read begun before a change it already acted on.  After a resync
+(the ``LISTEN`` connection was lost, so events may have been), each carried chat also reads the edits and
+deletes it missed of the messages it had sent (:meth:`Hub.recovered`), from the change marker it knew.  A client that
 reconnects anywhere resumes from its iterators.
 """
 
@@ -38,6 +40,16 @@ class Batch:
     full: bool
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """The edits and deletes a stream missed, of messages up to a position: ``(change marker, encoded frame)``
+    each, in change order; ``marker``: the chat's changes up to it are told or reflected in what follows."""
+
+    frames: list[tuple[int, bytes]]
+    marker: int
+    full: bool
+
+
 class Stream(Protocol):
     """What the hub needs of a stream (the WebSocket handler)."""
 
@@ -47,11 +59,13 @@ class Stream(Protocol):
     def poke(self, chat: uuid.UUID, seq: int) -> None:
         """A chat it carries has messages up to ``seq``."""
 
-    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
-        """A message (at ``seq``) of a chat it carries was edited or deleted (``kind``)."""
+    def changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int, marker: int | None) -> None:
+        """A message (at ``seq``) of a chat it carries was edited or deleted (``kind``); ``marker``: the change's
+        marker (None: an older sender's event without one)."""
 
     def resync(self) -> None:
-        """Events may have been missed: read every carried chat again and check the session."""
+        """Events may have been missed: tell the edits and deletes missed of the messages sent, read every
+        carried chat again and check the session."""
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame (the backlog bound applies)."""
@@ -59,8 +73,9 @@ class Stream(Protocol):
     def fail(self, code: str) -> None:
         """Send an error frame and close with 4401."""
 
-    def joined(self, chat: uuid.UUID, seq: int | None) -> None:
-        """The account joined ``chat`` (its last position at the join's commit): carry it from there."""
+    def joined(self, chat: uuid.UUID, seq: int | None, marker: int | None) -> None:
+        """The account joined ``chat`` (its last position and change marker at the join's commit): carry it from
+        there."""
 
     def left(self, chat: uuid.UUID) -> Awaitable[None]:
         """A member of the account left ``chat``: stop carrying it if that was the account's last."""
@@ -79,9 +94,10 @@ class Hub:
         self.by_account: dict[str, set[Stream]] = {}
         self.by_session: dict[str, set[Stream]] = {}
         self.latest: dict[uuid.UUID, int] = {}  # newest position an event named, per chat
-        self.changes = 0  # edit and delete events seen, every chat: part of the key of every shared read
+        self.changes = 0  # edit and delete events and resyncs seen, every chat: part of the key of every shared read
         self.reads: SharedReads[Batch] = SharedReads()
         self.singles: SharedReads[bytes | None] = SharedReads()
+        self.recoveries: SharedReads[Recovery] = SharedReads()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.sent = 0  # message frames queued, all streams (a counter for metrics and the bench)
         self.cut = 0  # streams cut with 4408 for reading too slowly
@@ -137,6 +153,26 @@ class Hub:
         for every stream asking since the same edits and deletes."""
         return await self.singles.read((chat, message_id, self.changes), lambda: self._load_edited(chat, message_id))
 
+    async def recovered(self, chat: uuid.UUID, since: int, upto: int) -> Recovery:
+        """What a stream that knows the chat's changes up to marker ``since`` and sent its messages up to ``upto``
+        missed (after a resync), shared by every stream asking the same since the same edits and deletes."""
+        return await self.recoveries.read((chat, since, upto, self.changes),
+                                          lambda: self._load_recovery(chat, since, upto))
+
+    async def _load_recovery(self, chat: uuid.UUID, since: int, upto: int) -> Recovery:
+        found = await chats.changes_after(self.runtime.db, chat, since, upto, self.page)
+        if found is None:
+            return Recovery([], since, False)
+        marker, rows = found
+        chat_hex = chat.hex
+        frames = [(changed, dumps({"type": "message_deleted", "chat_id": chat_hex, "message_id": message_id.hex})
+                   if message is None else dumps({"type": "message_edited", "chat_id": chat_hex, "message": message}))
+                  for changed, message_id, message in rows]
+        full = len(rows) == self.page
+        if full:  # maybe more: known up to the last one read
+            marker = rows[-1][0]
+        return Recovery(frames, marker, full)
+
     async def _load_edited(self, chat: uuid.UUID, message_id: uuid.UUID) -> bytes | None:
         found = await chats.message(self.runtime.db, chat, message_id)
         if found is None:
@@ -162,11 +198,11 @@ class Hub:
             if kind == "post":
                 self._posted(chat, int(event["s"]))
             elif kind in ("edit", "delete"):
-                self._changed(chat, kind, uuid.UUID(event["m"]), int(event["s"]))
+                self._changed(chat, kind, uuid.UUID(event["m"]), int(event["s"]), _marker(event))
             elif kind == "join" and isinstance(event.get("a"), str):
-                seq = event.get("s")
+                seq, marker = event.get("s"), _marker(event)
                 for stream in list(self.by_account.get(uuid.UUID(event["a"]).hex, ())):
-                    stream.joined(chat, None if seq is None else int(seq))
+                    stream.joined(chat, None if seq is None else int(seq), marker)
             elif kind == "leave" and isinstance(event.get("a"), str):
                 for stream in list(self.by_account.get(uuid.UUID(event["a"]).hex, ())):
                     self._spawn(stream.left(chat))
@@ -181,12 +217,12 @@ class Hub:
         for stream in list(self.by_chat.get(chat, ())):
             stream.poke(chat, seq)
 
-    def _changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int) -> None:
+    def _changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int, marker: int | None) -> None:
         # every stream of the chat takes it in order with the chat's posts; each decides when it gets there
         # (a message it has not sent yet will be read as it is now, with the change)
         self.changes += 1
         for stream in list(self.by_chat.get(chat, ())):
-            stream.changed(chat, kind, message_id, seq)
+            stream.changed(chat, kind, message_id, seq, marker)
 
     def _session_ended(self, payload: str) -> None:
         for stream in list(self.by_session.get(payload.strip().lower(), ())):
@@ -194,6 +230,7 @@ class Hub:
 
     def _resync(self) -> None:
         self.latest.clear()
+        self.changes += 1  # no stream takes a read begun before the gap was known
         for stream in self.streams:
             stream.resync()
 
@@ -211,6 +248,12 @@ class Hub:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.warning("events: handling an event failed: %s", exc or type(exc).__name__)
+
+
+def _marker(event: dict[str, Any]) -> int | None:
+    """An event's change marker ("v"), None when its sender is older than the markers."""
+    marker = event.get("v")
+    return None if marker is None else int(marker)
 
 
 def _discard(index: dict[Any, set[Stream]], key: Any, stream: Stream) -> None:
