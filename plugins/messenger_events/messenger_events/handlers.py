@@ -39,7 +39,8 @@ from messenger_chats import api as chats
 from messenger_core import ApiError, BaseHandler, Identity, Unavailable, bad_parameters, dumps, parse_uuid
 
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
-from .hub import Hub, hub_of
+from .hub import Hub
+from .state import hub_of
 
 log = logging.getLogger("messenger.events")
 

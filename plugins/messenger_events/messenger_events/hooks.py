@@ -13,7 +13,7 @@ from typing import Any
 from messenger_core import Config, Runtime, hookimpl
 
 from .handlers import default_handlers
-from .hub import hub_of
+from .state import hub_of
 from .schemas import SCHEMAS
 from .settings import EventsSettings
 

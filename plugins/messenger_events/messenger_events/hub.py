@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("messenger.events")
 
-STATE_KEY = "messenger_events"
 MAX_LATEST = 100_000
 
 
@@ -262,11 +261,3 @@ def _discard(index: dict[Any, set[Stream]], key: Any, stream: Stream) -> None:
         group.discard(stream)
         if not group:
             del index[key]
-
-
-def hub_of(runtime: "Runtime") -> Hub:
-    """The process's :class:`Hub` (made on the first stream, which opens the ``LISTEN`` connection)."""
-    hub: Hub | None = runtime.state.get(STATE_KEY)
-    if hub is None:
-        hub = runtime.state[STATE_KEY] = Hub(runtime, runtime.config.events.page)
-    return hub
