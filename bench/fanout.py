@@ -282,6 +282,42 @@ def generator_main(pipe: multiprocessing.connection.Connection, port: int, clien
     asyncio.run(serve())
 
 
+class IdleStreams:
+    """Streams held open and idle during other benchmarks (``python -m bench.run --idle-streams N``).
+
+    One generator process opens ``count`` streams of one account, which carries one chat nobody posts
+    in, and keeps them until :meth:`close`.
+    """
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.pipe: multiprocessing.connection.Connection | None = None
+        self.proc: Any = None
+
+    def open(self, chat_id: str, session: str) -> int:
+        """Open the streams; how many got their "ready"."""
+        ctx = multiprocessing.get_context("fork")
+        self.pipe, child = ctx.Pipe()
+        clients = [Client("stream", 0, chat_id, session) for _ in range(self.count)]
+        self.proc = ctx.Process(target=generator_main, args=(child, self.port, clients, 30), daemon=True)
+        self.proc.start()
+        self.pipe.send("connect")
+        return int(self.pipe.recv())
+
+    def close(self) -> list[str]:
+        """Hang up; the errors the streams saw (a stream closed by the server is one)."""
+        if self.pipe is None:
+            return []
+        self.pipe.send("collect")
+        received, _ = self.pipe.recv()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.pipe = self.proc = None
+        return [error for *_, errors in received for error in errors]
+
+
 # ---- the poster ------------------------------------------------------------------------------------
 
 @dataclass
