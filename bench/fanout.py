@@ -599,7 +599,10 @@ class Fanout:  # pylint: disable=too-many-instance-attributes
         time.sleep(args.quiet_seconds)
         quiet = quiet_meter.stop()
 
-        clients = [Client("stream" if j % 2 == 0 else "poll", (j // 2) % CHATS, "", "") for j in range(size)]
+        if args.kinds == "both":  # half and half, in every chat
+            clients = [Client("stream" if j % 2 == 0 else "poll", (j // 2) % CHATS, "", "") for j in range(size)]
+        else:
+            clients = [Client(args.kinds[:-1], j % CHATS, "", "") for j in range(size)]
         for client in clients:
             client.chat_id, client.session = chats[client.chat][0], chats[client.chat][2]
         ctx = multiprocessing.get_context("fork")
@@ -697,8 +700,9 @@ def render(results: list[SizeResult], args: argparse.Namespace) -> str:
     head = list(results[0].row())
     lines = [f"- date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; load average at the end of each "
              f"size: {', '.join(r.loadavg for r in results)}",
-             f"- {CHATS} chats, {args.rate:.0f} posts/s for {args.seconds:.0f} s over {args.post_connections} "
-             f"connections, long-poll wait={args.wait}, {args.generators} generator processes + 1 poster; "
+             f"- clients: {args.kinds}; {CHATS} chats, {args.rate:.0f} posts/s for {args.seconds:.0f} s over "
+             f"{args.post_connections} connections, long-poll wait={args.wait}, {args.generators} generator processes "
+             f"+ 1 poster; "
              f"idle window {args.idle_seconds:.0f} s, quiet window {args.quiet_seconds:.0f} s",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
@@ -723,6 +727,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--clients", type=sizes, default=[500, 1000, 2000, 5000],
                         help="comma list of client counts, one fresh server each (default 500,1000,2000,5000)")
+    parser.add_argument("--kinds", choices=("both", "streams", "polls"), default="both",
+                        help="half streams and half long-polls (default), or all of one kind")
     parser.add_argument("--rate", type=float, default=200.0, help="posts per second (default 200)")
     parser.add_argument("--seconds", type=float, default=20.0, help="posting time per size (default 20)")
     parser.add_argument("--wait", type=int, default=30, help="the long-polls' wait= (default 30)")
