@@ -563,9 +563,9 @@ class Fanout:  # pylint: disable=too-many-instance-attributes
             command = [str(BIN / "python"), "-m", "bench.profiled"]
         return self.stack.start_api(name, command, **env)
 
-    def _profile(self, workers: list[int]) -> None:
-        """With ``--profile``: turn the workers' profilers on or off (the posting phase only)."""
-        if self.args.profile:
+    def _profile(self, workers: list[int], phase: str) -> None:
+        """With ``--profile PHASE``: turn the workers' profilers on or off around that phase."""
+        if self.args.profile == phase:
             for pid in workers:
                 os.kill(pid, signal.SIGUSR2)
 
@@ -635,16 +635,18 @@ class Fanout:  # pylint: disable=too-many-instance-attributes
             time.sleep(1.0)
             rss_connected = [rss_mb(pid) for pid in workers]
             idle_meter = Meter(workers, generator_pids, self.stack.database)
+            self._profile(workers, "idle")
             time.sleep(args.idle_seconds)
             idle = idle_meter.stop()
+            self._profile(workers, "idle")
             self.say(f"idle: server {100 * idle.cores(idle.server):.1f} % of a core; posting {args.rate:.0f}/s "
                      f"for {args.seconds:.0f} s")
             load_meter = Meter(workers, generator_pids + [poster.pid or 0], self.stack.database)
-            self._profile(workers)
+            self._profile(workers, "load")
             poster_pipe.send("post")
             posted, poster_cpu = poster_pipe.recv()
             load = load_meter.stop()
-            self._profile(workers)
+            self._profile(workers, "load")
             time.sleep(args.grace)
             for pipe in pipes:
                 pipe.send("collect")
@@ -739,7 +741,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                              "times out and asks again once)")
     parser.add_argument("--quiet-seconds", type=float, default=10.0, help="window with no client (default 10)")
     parser.add_argument("--grace", type=float, default=3.0, help="seconds after the last post before collecting")
-    parser.add_argument("--profile", action="store_true", help="run the workers under cProfile; print the profile")
+    parser.add_argument("--profile", choices=("idle", "load"),
+                        help="run the workers under cProfile during that phase (every client idle, or posting); "
+                             "print the profile")
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                         help="a server setting (repeatable)")
