@@ -12,7 +12,7 @@ ALL_APPS := env -i PATH="$(PATH)" \
 	MESSENGER_APPS=messenger_auth,messenger_chats,messenger_events,messenger_search,messenger_throttle,messenger_web
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi screenshot bench clean
+.PHONY: help venv system-deps run run-dev run-prod migrate lint test tests-html-coverage-report openapi screenshot bench bench-fanout clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-28s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ screenshot: venv system-deps ## the README's picture of the web client (docs/web
 bench: venv ## run the benchmark suite (bounded, loopback only; installs wrk when missing); see bench/README.md
 	@deploy/system-deps wrk
 	$(BIN)/python -m bench.run
+
+bench-fanout: venv ## real-time delivery to 500..5,000 held streams and long-polls (issue 14); see bench/README.md
+	$(BIN)/python -m bench.fanout
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache htmlcov .coverage

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import corpus, wrk
 from .corpus import Account, Chat
+from .fanout import FANOUT_PLUGINS, IdleStreams
 from .measure import Settings, Variant, memory, run_rounds
 from .report import Results, render
 from .search import run_searches
@@ -32,10 +33,13 @@ BODY = {"message": "bench: a message of ordinary length, posted under load"}
 class Bench:
     """One run of the suite."""
 
-    def __init__(self, stack: Stack, settings: Settings, only: set[str]) -> None:
+    def __init__(self, stack: Stack, settings: Settings, only: set[str], idle_streams: int = 0) -> None:
         self.stack = stack
         self.settings = settings
         self.only = only
+        self.idle = IdleStreams(stack.port, idle_streams)
+        self.idle_chat: tuple[str, str] | None = None  # (chat id, session) of the idle streams
+        self.idle_notes: list[str] = []
         self.res = Results(settings)
         self.accounts: dict[str, Account] = {}
         self.sized: dict[int, Chat] = {}
@@ -148,6 +152,23 @@ class Bench:
                                                        [api, consumer], self.settings.searches, self.settings.runs)
                 remember(f"W5 on {size:,}")
 
+    def open_idle(self, phase: str) -> None:
+        """With ``--idle-streams N``: N streams of their own account, idle in a chat of their own."""
+        if not self.idle.count:
+            return
+        if self.idle_chat is None:
+            account = corpus.register(self.stack, "bench-idle")
+            self.idle_chat = (corpus.create_chat(self.stack, account, "idle chat").chat_id, account.session)
+        connected = self.idle.open(*self.idle_chat)
+        self.say(f"{connected:,} of {self.idle.count:,} idle streams open ({phase})")
+        self.idle_notes.append(f"{phase}: {connected:,} of {self.idle.count:,} open")
+
+    def close_idle(self, phase: str) -> None:
+        """Hang up the idle streams; note any that the server closed meanwhile."""
+        errors = self.idle.close()
+        if self.idle.count:
+            self.idle_notes.append(f"{phase}: {len(errors)} closed early or failed")
+
     def run(self) -> Results:
         """Every selected phase; the stack is always cleaned up."""
         try:
@@ -155,15 +176,20 @@ class Bench:
             self.stack.create_database()
             api = self.stack.start_api("api-nocache", CHATS_CACHE_PAGES="0")
             self.setup()
+            self.open_idle("W4")
             if "W4" in self.only:
                 self.w4(api)
+            self.close_idle("W4")
             self.stack.stop(api)
             if self.only & {"W1", "W2", "W3", "W5"}:
                 api = self.stack.start_api("api")
+                self.open_idle("W1-W3, W5")
                 consumer = self.stack.start_consumer() if "W5" in self.only else None
                 self.cached(api, consumer)
+                self.close_idle("W1-W3, W5")
         finally:
             self.say("cleaning up")
+            self.idle.close()
             self.stack.cleanup()
         return self.res
 
@@ -185,6 +211,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of each measured run")
     parser.add_argument("--connections", type=int, help="wrk connections (W1-W3)")
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    parser.add_argument("--idle-streams", type=int, default=0, metavar="N",
+                        help="install the stream plugin and keep N idle streams (GET /v1/events) open during "
+                             "every workload")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings", type=setting,
                         help="a server setting for every start (repeatable), e.g. --set CHATS_POST_BATCH=1")
     return parser.parse_args(argv)
@@ -209,11 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(**{**settings.__dict__, **overrides})
     started = time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    stack = Stack(log_dir, extra=dict(args.settings))
-    bench = Bench(stack, settings, only)
+    extra = dict(args.settings)
+    if args.idle_streams:
+        extra.setdefault("MESSENGER_APPS", FANOUT_PLUGINS)
+    stack = Stack(log_dir, extra=extra)
+    bench = Bench(stack, settings, only, args.idle_streams)
     bench.say(f"server logs in {log_dir}")
     results = bench.run()
     report = render(results, stack, {size: chat.deep_seq for size, chat in bench.sized.items()})
+    if args.idle_streams:
+        report += (f"\nIdle streams (`--idle-streams {args.idle_streams}`, plugins {extra['MESSENGER_APPS']}): "
+                   + "; ".join(bench.idle_notes) + ".\n")
     report += f"\nTotal time of this run: {time.monotonic() - started:.0f} s.\n"
     print(report)
     if args.output:

@@ -217,9 +217,9 @@ class Stack:
         subprocess.run([str(BIN / "messenger-api"), "migrate"], env={**os.environ, **self.env()},
                        check=True, capture_output=True)
 
-    def start_api(self, name: str, **overrides: str) -> Process:
-        """``messenger-api`` with the stack's settings; returns once both workers answer."""
-        proc = Process(name, [str(BIN / "messenger-api")], self.env(**overrides), self.log_dir)
+    def start_api(self, name: str, command: list[str] | None = None, **overrides: str) -> Process:
+        """``messenger-api`` (or ``command``) with the stack's settings; returns once both workers answer."""
+        proc = Process(name, command or [str(BIN / "messenger-api")], self.env(**overrides), self.log_dir)
         self.processes.append(proc)
         wait_http(proc, self.base_url + "/ping_db")
         deadline = time.monotonic() + 10

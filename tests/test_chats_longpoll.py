@@ -155,3 +155,41 @@ async def test_held_long_polls_are_a_gauge_on_metrics(env: dict[str, str]) -> No
         await poll(lambda: gauge(2.0), timeout=10)  # sampled every second
         assert [(await request).status for request in waiting] == [200, 200]  # their wait ran out
         await poll(lambda: gauge(0.0), timeout=10)
+
+
+async def test_polling_again_from_each_answer_misses_nothing_across_processes(
+        env: dict[str, str], tmp_path: Path) -> None:
+    # a client that long-polls again from each answer's next.iterator; the server then knows from the
+    # post's event that nothing follows that iterator and waits without reading: the messages another
+    # process commits meanwhile must all arrive, once each, and a timeout answers the page a read gives
+    env = {**env, "CACHE_TYPE": "redis"}
+    proc, other = await start_api({**env, "MESSENGER_APPS": "messenger_chats"}, tmp_path / "other.log")
+    try:
+        async with chats_server(env) as srv:
+            chat = await new_chat(srv.client)
+            user = await join(srv.client, chat)
+            _, iterator = await read_page(srv.client, chat, 10)
+            got: list[str] = []
+            for round_ in range(5):
+                waiting = asyncio.ensure_future(srv.client.get(
+                    f"/v1/chats/{chat}/messages?limit=10&from={iterator}&wait=30", timeout=40))
+                await poll(lambda: held(srv.runtime, 1))
+                await poll(lambda: asyncio.sleep(0, srv.runtime.pubsub.live))  # LISTEN opens with the first
+                await say(other, chat, user, f"message {round_}")
+                resp = await waiting
+                assert resp.status == 200, resp
+                got += [m["text"] for m in resp.json["messages"]]
+                iterator = resp.json["next"]["iterator"]
+            assert got == [f"message {i}" for i in range(5)]
+            resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=10&from={iterator}&wait=1")
+            assert resp.status == 200 and resp.json == {"messages": [], "next": {"iterator": iterator}}, resp
+            again, after = await read_page(other, chat, 10, iterator)
+            assert again == [] and after == iterator
+            # a message committed before the poll asks again is answered at once, not waited for
+            await say(other, chat, user, "meanwhile")
+            await poll(lambda: asyncio.sleep(0, srv.runtime.pubsub.received >= 6))
+            resp = await srv.client.get(f"/v1/chats/{chat}/messages?limit=10&from={iterator}&wait=30", timeout=5)
+            assert resp.status == 200 and [m["text"] for m in resp.json["messages"]] == ["meanwhile"], resp
+            assert srv.runtime.held_polls == 0
+    finally:
+        assert proc.stop() == 0

@@ -267,11 +267,13 @@ class MessagesHandler(ChatsBaseHandler):
         account = await self.account()
         if account is not None and not await self.store.account_in_chat(chat, account):
             raise chat_not_found()
-        body = await self.store.page(chat, after, query["limit"])
-        if query["wait"] and is_empty_page(body):
+        waits = waits_of(self.runtime, self.store) if query["wait"] else None
+        body = None if waits is None else waits.empty_page(chat, after)  # known empty: no read before waiting
+        if body is None:
+            body = await self.store.page(chat, after, query["limit"])
+        if waits is not None and is_empty_page(body):
             self.gone = asyncio.get_running_loop().create_future()
-            body = await waits_of(self.runtime, self.store).wait_page(
-                chat, after, query["limit"], query["wait"], body, self.gone)
+            body = await waits.wait_page(chat, after, query["limit"], query["wait"], body, self.gone)
         self.write_json(body)
 
     def on_connection_close(self) -> None:

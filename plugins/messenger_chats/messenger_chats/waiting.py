@@ -3,10 +3,12 @@
 The process follows the chats' ``post`` events (:mod:`.events`) on the core's ``LISTEN`` connection.
 A held read takes a watch of its chat *before* it looks at the chat again, so no event can slip
 between the look and the wait.  The waiters of one chat are woken together by one event and share one
-page read per ``(after, limit)`` (:class:`~messenger_core.SharedReads`), from the cache when it holds
-it; a read that the cache answers with an empty page although an event said a message is there
-(the poster's invalidation may still be on its way) reads PostgreSQL.  Waiting holds no database
-connection.  After the ``LISTEN`` connection was re-established (events may have been missed) every
+page read per ``(after, limit)`` (:class:`~messenger_core.SharedReads`), from PostgreSQL: the post
+invalidated the chat's cached tail, so the cache would miss (or, while the poster's invalidation is
+still on its way, show the page from before it); see bench/README.md, "Fan-out".  A client that asks
+again from the ``next.iterator`` it was given, with nothing newer announced, waits without any read
+(:meth:`PostWaits.empty_page`).  Waiting holds no database connection.  After the ``LISTEN``
+connection was re-established (events may have been missed) every
 waiter reads again; at shutdown every waiter answers its empty page at once.
 """
 
@@ -15,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from messenger_core import SharedReads, Waiters
 
 from . import events
-from .store import ChatStore, is_empty_page
+from .store import ChatStore, encode_page, is_empty_page
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -63,18 +64,28 @@ class PostWaits:
             self.latest[chat] = seq
         self.waiters.wake(chat)
 
+    def empty_page(self, chat: uuid.UUID, after: int) -> bytes | None:
+        """The empty page after ``after`` when this process knows, without a read, that nothing follows it.
+
+        It knows when the newest post an event named in ``chat`` is at ``after`` itself and ``LISTEN`` is
+        live: a message after it has its event still to come, and that event wakes the wait.  A client
+        that long-polls again from each answer's ``next.iterator`` is in that case every time, so the
+        polls one post wakes ask neither the cache nor PostgreSQL again before they wait.  None: read.
+        """
+        if not self.runtime.pubsub.live or self.latest.get(chat) != after:
+            return None
+        return encode_page(chat, after, [])[0]
+
     def _resync(self) -> None:
         self.latest.clear()
         self.epoch += 1
         self.waiters.wake_all()
 
-    async def _read(self, chat: uuid.UUID, after: int, limit: int, fresh: bool) -> bytes:
-        def load(cached: bool) -> Callable[[], Awaitable[bytes]]:
-            return lambda: self.store.page(chat, after, limit, cached=cached)
-        body = b'{"messages":[]' if fresh else await self.reads.read((chat, after, limit, True), load(True))
-        if is_empty_page(body):
-            body = await self.reads.read((chat, after, limit, False), load(False))
-        return body
+    async def _read(self, chat: uuid.UUID, after: int, limit: int) -> bytes:
+        # PostgreSQL, not the cache: the post that woke us invalidated the chat's tail pages, so the cache
+        # misses (four Redis round trips: tail, full page, token, then storing the page) unless another
+        # process read it first, and even then it may still show the page from before the post.
+        return await self.reads.read((chat, after, limit), lambda: self.store.page(chat, after, limit, cached=False))
 
     async def wait_page(self, chat: uuid.UUID, after: int, limit: int, timeout: float, empty: bytes,
                         gone: asyncio.Future[None] | None = None) -> bytes:
@@ -92,9 +103,8 @@ class PostWaits:
                 with self.waiters.watch(chat) as watch:
                     newest = self.latest.get(chat, 0)
                     if newest > seen or epoch != self.epoch:
-                        fresh = epoch != self.epoch
                         seen, epoch = max(seen, newest), self.epoch
-                        body = await self._read(chat, after, limit, fresh)
+                        body = await self._read(chat, after, limit)
                         if not is_empty_page(body):
                             return body
                         continue
