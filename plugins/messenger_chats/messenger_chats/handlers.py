@@ -49,6 +49,11 @@ class ChatsBaseHandler(BaseHandler):
             raise not_found()
         return account
 
+    async def require_in(self, chat: uuid.UUID, account: uuid.UUID | None) -> None:
+        """404 ``chat-not-found`` unless ``account`` has a member in ``chat`` (None, auth off: no check)."""
+        if account is not None and not await self.store.account_in_chat(chat, account):
+            raise chat_not_found()
+
     async def actor_in(self, chat: uuid.UUID) -> Actor:
         """Who acts in the chat: the session's account, which must be in it (else 404 ``chat-not-found``),
         or with auth off the member named by ``?user_id=`` (maybe None), in a chat that must exist."""
@@ -57,8 +62,7 @@ class ChatsBaseHandler(BaseHandler):
             if not await self.store.chat_exists(chat):
                 raise chat_not_found()
             return Actor(None, parse_uuid(self.get_query_argument("user_id", None)))
-        if not await self.store.account_in_chat(chat, account):
-            raise chat_not_found()
+        await self.require_in(chat, account)
         return Actor(account)
 
 
@@ -265,8 +269,7 @@ class MessagesHandler(ChatsBaseHandler):
         query = self.load_query(PageQuerySchema)
         after = 0 if query["from_"] is None else cursor.decode(query["from_"], chat)
         account = await self.account()
-        if account is not None and not await self.store.account_in_chat(chat, account):
-            raise chat_not_found()
+        await self.require_in(chat, account)
         waits = waits_of(self.runtime, self.store) if query["wait"] else None
         body = None if waits is None else waits.empty_page(chat, after)  # known empty: no read before waiting
         if body is None:
@@ -329,8 +332,7 @@ class MessagesHandler(ChatsBaseHandler):
             raise user_not_found()
         body = self.load_body(MessageCreateSchema)
         account = await self.account()
-        if account is not None and not await self.store.account_in_chat(chat, account):
-            raise chat_not_found()
+        await self.require_in(chat, account)
         member = await self.store.member(chat, member_id)
         if member is None or (account is not None and member.account_id != account):
             if account is None and not await self.store.chat_exists(chat):
@@ -413,8 +415,7 @@ class InvitesHandler(ChatsBaseHandler):
         """
         chat = self.chat_from_path(chat_id)
         account = await self.account_required()
-        if not await self.store.account_in_chat(chat, account):
-            raise chat_not_found()
+        await self.require_in(chat, account)
         self.write_json({"invite": await self.conversations.create_invite(chat, account)}, 201)
 
 
@@ -453,8 +454,7 @@ class ReadHandler(ChatsBaseHandler):
         chat = self.chat_from_path(chat_id)
         account = await self.account_required()
         body = self.load_body(ReadMarkSchema)
-        if not await self.store.account_in_chat(chat, account):
-            raise chat_not_found()
+        await self.require_in(chat, account)
         seq = cursor.decode(body["iterator"], chat)
         if not await self.conversations.mark_read(chat, account, seq):
             raise chat_not_found()
