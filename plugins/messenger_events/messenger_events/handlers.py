@@ -31,6 +31,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
@@ -182,16 +183,8 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self.counted_stream = True
         self.runtime.open_streams += 1
         self.hub = hub_of(self.runtime)
-        try:
-            identity = await self.authenticate()  # the header's session, None without one (or auth off)
-        except ApiError as exc:
-            if exc.status_code == 401:
-                self.fail(exc.code)
-            else:
-                self._give_up(exc)
-            return
-        except Unavailable as exc:
-            self._give_up(exc)
+        known, identity = await self._identified(self.authenticate())  # None: no header session, or auth off
+        if not known:
             return
         if identity is None:
             try:
@@ -226,18 +219,9 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 return
             self.awaiting_auth = False
             self._cancel_timers()
-            try:
-                identity = await self.identify_session(frame.get("session_id"))
-            except ApiError as exc:
-                if exc.status_code == 401:
-                    self.fail(exc.code)
-                else:
-                    self._give_up(exc)
-                return
-            except Unavailable as exc:
-                self._give_up(exc)
-                return
-            await self._start(identity)
+            known, identity = await self._identified(self.identify_session(frame.get("session_id")))
+            if known:
+                await self._start(identity)
         elif not self.authed:
             return  # still opening
         elif kind == "subscribe" and frame is not None:
@@ -608,6 +592,20 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self._close(GOING_AWAY, "server shutting down")
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    async def _identified(self, lookup: Awaitable[Identity | None]) -> tuple[bool, Identity | None]:
+        """Await a session lookup: ``(True, identity)``, or ``(False, None)`` once a refusal (4401) or an
+        outage (1013) has been sent and the stream is closing."""
+        try:
+            return True, await lookup
+        except ApiError as exc:
+            if exc.status_code == 401:
+                self.fail(exc.code)
+            else:
+                self._give_up(exc)
+        except Unavailable as exc:
+            self._give_up(exc)
+        return False, None
 
     def _give_up(self, exc: ApiError | Unavailable) -> None:
         """PostgreSQL (or another dependency) is away while starting: say so and close (1013: try again)."""
