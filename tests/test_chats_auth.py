@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chats_support import join, new_chat, page, read_all, read_page, say
+from conversations_support import account
 from messenger_chats.api import chats_of_account, member_scope
 from support import AppServer, Client, TcpProxy, assert_error, serve_app
 
@@ -28,15 +29,6 @@ async def auth_server(env: Mapping[str, str], **overrides: Any) -> AsyncIterator
 async def server_with_auth(env: dict[str, str]) -> AsyncIterator[AppServer]:
     async with auth_server(env) as srv:
         yield srv
-
-
-async def account(client: Client, user_name: str) -> Client:
-    """Register and log in; a client that sends the session header."""
-    body = {"user_name": user_name, "password": "pass-" + user_name}
-    assert (await client.post("/v1/auth/register", body)).status == 201
-    resp = await client.post("/v1/auth/login", body)
-    assert resp.status == 200, resp
-    return client.with_headers(Authorization=f"session_id {resp.json['session_id']}")
 
 
 async def post(client: Client, chat: str, user: str, text: str = "hi") -> Any:
