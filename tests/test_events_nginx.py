@@ -9,8 +9,8 @@ import pytest
 
 from chats_support import join, new_chat, read_page, say
 from events_support import Stream
-from support import Client, assert_error, start_api
-from test_throttle_nginx import NGINX, Nginx
+from support import Client, assert_error
+from test_throttle_nginx import NGINX, behind_nginx
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make system-deps)")
 
@@ -27,13 +27,7 @@ async def held_poll_answers(client: Client) -> None:
 
 
 async def test_long_poll_and_stream_through_nginx(env: dict[str, str], tmp_path: Path) -> None:
-    app_env = {**env, "TRUSTED_PROXIES": "127.0.0.1", "MESSENGER_APPS": "messenger_chats,messenger_events"}
-    app, app_client = await start_api(app_env, tmp_path / "api.log")
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    nginx = Nginx(prefix, int(app_client.base_url.rsplit(":", 1)[1]))
-    try:
-        await nginx.start()
+    async with behind_nginx(env, tmp_path, MESSENGER_APPS="messenger_chats,messenger_events") as (_, nginx):
         client = nginx.client
         chat = await new_chat(client)
         user = await join(client, chat)
@@ -54,6 +48,3 @@ async def test_long_poll_and_stream_through_nginx(env: dict[str, str], tmp_path:
         stream.close()
         resp = await outlasting
         assert (resp.status, resp.json) == (200, {"messages": [], "next": {"iterator": quiet_start}}), resp
-    finally:
-        nginx.stop()
-        app.stop()

@@ -74,7 +74,7 @@ class Nginx:
 
 @asynccontextmanager
 async def behind_nginx(env: dict[str, str], tmp_path: Path, **settings: str) -> AsyncIterator[tuple[Process, Nginx]]:
-    """``messenger-api`` (throttle plugin only, access log on) with the repository's nginx in front."""
+    """``messenger-api`` behind the repository's nginx: the throttle plugin unless ``settings`` name others."""
     app_env = {**env, "TRUSTED_PROXIES": "127.0.0.1", "MESSENGER_APPS": "messenger_throttle",
                "LOG_LEVEL": "INFO", "ACCESS_LOG": "1", **settings}
     app, app_client = await start_api(app_env, tmp_path / "api.log")
