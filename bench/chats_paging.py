@@ -29,7 +29,6 @@ from typing import Any
 import psycopg
 from messenger_chats import cursor, hooks
 from messenger_chats.store import MESSAGE_OVERHEAD, PAGE
-from psycopg import sql
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -37,6 +36,8 @@ from tornado.testing import bind_unused_port
 from messenger_core.app import MessengerApp, make_app
 from messenger_core.plugins import PluginManager
 from messenger_core.settings import load_core
+
+from .stack import scratch_database
 
 OFFSET_PAGE = """
 SELECT id, member_id, text, created_at, seq FROM messages WHERE chat_id = %(chat_id)s
@@ -167,13 +168,9 @@ async def post_rows(env: dict[str, str], posters: int, per_poster: int) -> list[
 
 async def main(args: argparse.Namespace) -> None:
     """Create the scratch database, measure, print, drop it."""
-    name = f"bench_chats_{uuid.uuid4().hex[:8]}"
-    admin = f"host={args.host} user={args.user} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name,
-           "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:"}
-    try:
+    with scratch_database(args.host, args.user, "bench_chats") as name:
+        env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name,
+               "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:"}
         sizes = [int(part) for part in args.sizes.split(",")]
         async with chats_app(env):  # applies the migrations
             pass
@@ -190,9 +187,6 @@ async def main(args: argparse.Namespace) -> None:
         print("\n| POST /v1/chats/{id}/messages, concurrent clients | messages/s |")
         print("|---|---|")
         print("\n".join(await post_rows(env, args.posters, args.posts)))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def parse_args() -> argparse.Namespace:

@@ -42,7 +42,6 @@ from messenger_auth import hooks as auth_hooks
 from messenger_chats import cursor
 from messenger_chats import hooks as chats_hooks
 from messenger_chats.conversations import LIST_CHATS
-from psycopg import sql
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -52,6 +51,7 @@ from messenger_core.plugins import PluginManager
 from messenger_core.settings import load_core
 
 from .chats_paging import fetch_all, timed
+from .stack import scratch_database
 
 #: What a list would cost if it counted the unread messages of every chat (for contrast only).
 COUNTING_LIST = """
@@ -211,13 +211,9 @@ async def profile_list(client: AsyncHTTPClient, base: str, accounts: Accounts, r
 
 async def main(args: argparse.Namespace) -> None:
     """Create the scratch database, fill, measure, print, drop it."""
-    name = f"bench_conversations_{uuid.uuid4().hex[:8]}"
-    admin = f"host={args.host} user={args.user} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name, "LOG_LEVEL": "WARNING",
-           "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:", "AUTH_SCRYPT_N": "1024", "NGINX_THROTTLING": "1"}
-    try:
+    with scratch_database(args.host, args.user, "bench_conversations") as name:
+        env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name, "LOG_LEVEL": "WARNING",
+               "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:", "AUTH_SCRYPT_N": "1024", "NGINX_THROTTLING": "1"}
         async with app_on_port(env) as port:
             base = f"http://127.0.0.1:{port}"
             client = AsyncHTTPClient(force_instance=True)
@@ -238,9 +234,6 @@ async def main(args: argparse.Namespace) -> None:
             if args.profile:
                 print(await profile_list(client, base, accounts, args.repeat))
             client.close()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,20 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 RMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PLUGINS = "messenger_auth,messenger_chats,messenger_search,messenger_throttle"
+
+
+@contextmanager
+def scratch_database(host: str, user: str, prefix: str) -> Iterator[str]:
+    """A new empty database ``<prefix>_<random>`` for one bench, dropped afterwards whatever happened."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = f"host={host} user={user} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def free_port() -> int:
