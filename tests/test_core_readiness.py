@@ -22,7 +22,10 @@ async def test_ping_db_answers_503_while_postgres_is_stalled_before_a_request_wa
                 proxy.stall()  # a silent partition: the probe's own connection gets no answer
                 # this request waits for the pool until DB_TIMEOUT (then 503): the yardstick
                 waiting = asyncio.ensure_future(srv.client.post("/v1/chats", {"chat_name": "w"}, timeout=30))
-                await asyncio.sleep(0.05)
+
+                async def queued() -> bool:  # the request waits for the pool now
+                    return pool.get_stats()["requests_waiting"] >= 1
+                await poll(queued, timeout=10)
                 for _ in range(3):  # a stuck probe is not waited for again and again
                     answers = await asyncio.gather(*(srv.client.get("/ping_db", timeout=30) for _ in range(5)))
                     for resp in answers:
