@@ -175,12 +175,8 @@ class Watch:
         ``also`` (say, "the client hung up") ends the wait early too, returning False.
         """
         if not self.future.done():
-            self.waiters.held += 1
-            try:
-                await asyncio.wait((self.future,) if also is None else (self.future, also),
-                                   timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self.waiters.held -= 1
+            await asyncio.wait((self.future,) if also is None else (self.future, also),
+                               timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
         return self.future.done()
 
     def close(self) -> None:
@@ -195,14 +191,10 @@ class Watch:
 
 
 class Waiters:
-    """Coroutines waiting on keys; ``wake(key)`` resolves every watch of the key at once.
-
-    ``held`` is how many coroutines are waiting right now (a metric).
-    """
+    """Coroutines waiting on keys; ``wake(key)`` resolves every watch of the key at once."""
 
     def __init__(self) -> None:
         self._slots: dict[Hashable, list[Any]] = {}  # key -> [future, watches]
-        self.held = 0
 
     def watch(self, key: Hashable) -> Watch:
         """A watch of ``key``: its ``wait`` returns at the next ``wake(key)`` (or ``wake_all``)."""
