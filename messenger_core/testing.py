@@ -86,6 +86,8 @@ class KitSettings(Section):
                         "Redis of the tests (keys under a prefix of their own, removed by the tests that use them)")
     rmq_url = Setting("TEST_RMQ_URL", string, "amqp://guest:guest@127.0.0.1:5672/%2F",
                       "RabbitMQ of the tests that use one (by default tasks run on the embedded worker)")
+    log_level = Setting("TEST_LOG_LEVEL", string, "WARNING",
+                        "LOG_LEVEL of the servers the tests start (INFO or DEBUG to read what a failing one did)")
 
 
 @functools.cache
@@ -141,7 +143,7 @@ def base_env(database: str, **overrides: Any) -> dict[str, str]:
         "REDIS_URL": kit.redis_url,
         "CACHE_PREFIX": f"mt-{RUN_ID}-{database[-6:]}:",
         "CACHE_SECRET": RUN_SECRET,
-        "LOG_LEVEL": os.environ.get("KIT_LOG_LEVEL", "WARNING"),
+        "LOG_LEVEL": kit.log_level,
         "ACCESS_LOG": "0",
         "WORKERS": "1",
         "HOST": "127.0.0.1",
