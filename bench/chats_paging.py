@@ -22,23 +22,19 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-from messenger_chats import cursor, hooks
+from messenger_chats import cursor
 from messenger_chats.store import MESSAGE_OVERHEAD, PAGE
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
-from messenger_core.app import MessengerApp, make_app
-from messenger_core.plugins import PluginManager
-from messenger_core.settings import load_core
+from messenger_core.testing import serve_app
 
 from .stack import scratch_database
 
+CHATS = ("messenger_chats",)  # the plugins of the bench's in-process server
 OFFSET_PAGE = """
 SELECT id, member_id, text, created_at, seq FROM messages WHERE chat_id = %(chat_id)s
 ORDER BY seq OFFSET %(after)s LIMIT %(limit)s
@@ -81,25 +77,6 @@ async def fetch_all(conn: psycopg.AsyncConnection, query: str, params: dict[str,
     await (await conn.execute(query, params)).fetchall()
 
 
-@asynccontextmanager
-async def chats_app(env: dict[str, str]) -> AsyncIterator[tuple[MessengerApp, int]]:
-    """The app with the chats plugin only, migrated and serving on a free port."""
-    environ = {**env, "MESSENGER_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    core = load_core(environ)
-    manager = PluginManager(core, {"messenger_chats": hooks})
-    app = make_app(manager.load_config(core, environ), manager)
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    await app.runtime.start()
-    await app.runtime.migrated.wait()
-    try:
-        yield app, port
-    finally:
-        server.stop()
-        await app.runtime.stop()
-
-
 async def get_ok(client: AsyncHTTPClient, url: str) -> None:
     """One GET that must answer 200."""
     resp = await client.fetch(url)
@@ -128,9 +105,9 @@ async def http_rows(env: dict[str, str], chats: dict[int, uuid.UUID], limit: int
     chat_id = chats[size]
     iterator = cursor.encode(chat_id, size // 2)
     for cache_pages in ("0", "1"):
-        async with chats_app({**env, "CHATS_CACHE_PAGES": cache_pages}) as (_, port):
+        async with serve_app({**env, "CHATS_CACHE_PAGES": cache_pages}, plugins=CHATS) as srv:
             client = AsyncHTTPClient(force_instance=True)
-            url = f"http://127.0.0.1:{port}/v1/chats/{chat_id.hex}/messages?limit={limit}&from={iterator}"
+            url = f"{srv.url}/v1/chats/{chat_id.hex}/messages?limit={limit}&from={iterator}"
             med, p95 = await timed(functools.partial(get_ok, client, url), repeat)
             rows.append(f"| GET page, cache {'on' if cache_pages == '1' else 'off'} | {med:.2f} / {p95:.2f} |")
             client.close()
@@ -140,8 +117,8 @@ async def http_rows(env: dict[str, str], chats: dict[int, uuid.UUID], limit: int
 async def post_rows(env: dict[str, str], posters: int, per_poster: int) -> list[str]:
     """Table rows: messages per second from ``posters`` concurrent clients, into one chat or one chat each."""
     rows = []
-    async with chats_app(env) as (_, port):
-        base = f"http://127.0.0.1:{port}/v1/chats"
+    async with serve_app(env, plugins=CHATS) as srv:
+        base = f"{srv.url}/v1/chats"
 
         async def post(client: AsyncHTTPClient, path: str, body: dict[str, str]) -> dict[str, str]:
             resp = await client.fetch(f"{base}{path}", method="POST", body=json.dumps(body))
@@ -172,7 +149,7 @@ async def main(args: argparse.Namespace) -> None:
         env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name,
                "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:"}
         sizes = [int(part) for part in args.sizes.split(",")]
-        async with chats_app(env):  # applies the migrations
+        async with serve_app(env, plugins=CHATS):  # applies the migrations
             pass
         conninfo = f"host={args.host} user={args.user} dbname={name}"
         started = time.perf_counter()

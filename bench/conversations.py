@@ -32,23 +32,15 @@ import statistics
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from messenger_auth import hooks as auth_hooks
 from messenger_chats import cursor
-from messenger_chats import hooks as chats_hooks
 from messenger_chats.conversations import LIST_CHATS
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
-from messenger_core.app import make_app
-from messenger_core.plugins import PluginManager
-from messenger_core.settings import load_core
+from messenger_core.testing import serve_app
 
 from .chats_paging import fetch_all, timed
 from .stack import scratch_database
@@ -61,25 +53,6 @@ SELECT a.chat_id,
        (SELECT max(created_at) FROM messages AS m WHERE m.chat_id = a.chat_id AND m.deleted_at IS NULL) AS newest
 FROM chat_accounts AS a WHERE a.account_id = %(account)s ORDER BY newest DESC NULLS LAST
 """
-
-
-@asynccontextmanager
-async def app_on_port(env: dict[str, str]) -> AsyncIterator[int]:
-    """The app with auth and chats, migrated and serving on a free port."""
-    environ = {**env, "MESSENGER_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    core = load_core(environ)
-    manager = PluginManager(core, {"messenger_auth": auth_hooks, "messenger_chats": chats_hooks})
-    app = make_app(manager.load_config(core, environ), manager)
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    await app.runtime.start()
-    await app.runtime.migrated.wait()
-    try:
-        yield port
-    finally:
-        server.stop()
-        await app.runtime.stop()
 
 
 async def session(client: AsyncHTTPClient, base: str, name: str) -> str:
@@ -214,8 +187,8 @@ async def main(args: argparse.Namespace) -> None:
     with scratch_database(args.host, args.user, "bench_conversations") as name:
         env = {"POSTGRES_HOSTS": args.host, "POSTGRES_USER": args.user, "POSTGRES_DB": name, "LOG_LEVEL": "WARNING",
                "ACCESS_LOG": "0", "CACHE_PREFIX": f"{name}:", "AUTH_SCRYPT_N": "1024", "NGINX_THROTTLING": "1"}
-        async with app_on_port(env) as port:
-            base = f"http://127.0.0.1:{port}"
+        async with serve_app(env, plugins=("messenger_auth", "messenger_chats")) as srv:
+            base = srv.url
             client = AsyncHTTPClient(force_instance=True)
             conninfo = f"host={args.host} user={args.user} dbname={name}"
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
