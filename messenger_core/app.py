@@ -67,8 +67,7 @@ class MessengerApp(Application):
         request = handler.request
         seconds = request.request_time()
         route = getattr(handler, "route_label", instruments.UNMATCHED)
-        instruments.HTTP_REQUESTS.labels(instruments.method_label(request.method or ""), route, str(status)).inc()
-        instruments.HTTP_LATENCY.labels(route).observe(seconds)
+        instruments.count_request(request.method or "", route, status, seconds)
         if not self.config.access_log:
             return
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 
@@ -46,6 +46,7 @@ UNMATCHED = "unmatched"  # the route label of a request no route matched
 _GROUP = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>[^)]*\)")
 _HEXISH = "0123456789abcdefABCDEF-"
 SAMPLE_INTERVAL = 1.0
+_MAX_REQUEST_CHILDREN = 4096
 
 
 def route_label(pattern: str) -> str:
@@ -57,6 +58,21 @@ def route_label(pattern: str) -> str:
 def method_label(method: str) -> str:
     """The method, or ``other`` for one outside the standard set (clients choose it freely)."""
     return method if method in METHODS else "other"
+
+
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def count_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency (called for every request: one dict look-up finds
+    both metric children for its method, route and status)."""
+    children = _REQUEST_CHILDREN.get((method, route, status))
+    if children is None:
+        children = (HTTP_REQUESTS.labels(method_label(method), route, str(status)), HTTP_LATENCY.labels(route))
+        if len(_REQUEST_CHILDREN) < _MAX_REQUEST_CHILDREN:  # methods are the client's choice: bounded
+            _REQUEST_CHILDREN[(method, route, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def _is_id(part: str) -> bool:

@@ -227,23 +227,28 @@ class BaseHandler(RequestHandler):
         """Route kwargs become attributes; counts the request as in flight; names the request."""
         for key, value in kwargs.items():
             setattr(self, key, value)
-        self._sticky: dict[str, str] = {}
         self._counted = True
-        self.application.runtime.inflight += 1
+        application = self.application
+        application.runtime.inflight += 1
         given = self.request.headers.get(REQUEST_ID_HEADER)
-        if given and valid_request_id(given) and self.application.trusted_proxy(self.request.remote_ip or ""):
+        if given and application.trusted_proxy(self.request.remote_ip or "") and valid_request_id(given):
             self.request_id = given
         else:
             self.request_id = new_request_id()
-        self.set_sticky_header(REQUEST_ID_HEADER, self.request_id)
+        # a valid id is a plain token (letters, digits, ._:-): set_header's checks have nothing to find
+        self._sticky = {REQUEST_ID_HEADER: self.request_id}
+        self._headers[REQUEST_ID_HEADER] = self.request_id  # pylint: disable=protected-access
 
-    def clear(self) -> None:
-        """Reset the response (Tornado calls this first, and again before an error page): no
-        ``Server`` header naming Tornado and its version; the security headers on every response."""
-        super().clear()
-        self.clear_header("Server")
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
+    def set_default_headers(self) -> None:
+        """Every response starts without the ``Server`` header naming Tornado and its version, and with
+        the security headers (Tornado calls this from ``clear()``: first, and again before an error page).
+
+        The values are constants checked once, so they go into the headers as they are instead of
+        through ``set_header``'s per-value conversion: this runs on every response.
+        """
+        headers = self._headers  # pylint: disable=protected-access
+        del headers["Server"]
+        headers.update(SECURITY_HEADERS)
 
     @property
     def runtime(self) -> "Runtime":
