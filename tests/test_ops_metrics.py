@@ -6,6 +6,7 @@ Which worker answered a request is read from the JSON access lines: each names i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from chats_support import join, new_chat, say
+from chats_support import join, new_chat, read_page, say
+from events_support import Stream
 from search_support import search_server, start_search, wait_status
 from support import Client, Process, assert_error, base_env, poll, serve_app, start_api
 
@@ -168,3 +170,79 @@ async def test_route_patterns_cache_groups_post_batches_and_tasks(env: dict[str,
         async def pool_sampled() -> bool:  # each worker samples its pool every second
             return total((await scrape(client))[0], "messenger_db_pool_connections", "") >= 1
         await poll(pool_sampled, timeout=5)
+
+
+async def gauge_is(client: Client, family: str, value: float) -> bool:
+    """Whether a scrape shows ``family`` (a gauge without labels, summed) at ``value``."""
+    text, _ = await scrape(client)
+    found = [s.value for s in samples(text, family) if s.name == family]
+    return bool(found) and sum(found) == value
+
+
+async def test_open_streams_and_held_long_polls_by_value(env: dict[str, str]) -> None:
+    async with serve_app({**env, "AUTH_DISABLED": "1"}, ("messenger_chats", "messenger_events")) as srv:
+        client = srv.client
+        for family in ("messenger_streams_open", "messenger_longpolls_held"):
+            await poll(lambda family=family: gauge_is(client, family, 0), timeout=5)
+        streams = [await Stream.open(srv.url) for _ in range(2)]
+        for stream in streams:
+            await stream.ready()
+        await poll(lambda: gauge_is(client, "messenger_streams_open", 2), timeout=5)
+
+        chat = await new_chat(client)
+        user = await join(client, chat)
+        _, start = await read_page(client, chat, 5)
+        held = [asyncio.ensure_future(client.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=30",
+                                                 timeout=40)) for _ in range(3)]
+        await poll(lambda: gauge_is(client, "messenger_longpolls_held", 3), timeout=5)
+        sent = await say(client, chat, user, "wakes the three")
+        for resp in await asyncio.gather(*held):
+            assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [sent], resp
+        await poll(lambda: gauge_is(client, "messenger_longpolls_held", 0), timeout=5)
+
+        streams.pop().close()
+        await poll(lambda: gauge_is(client, "messenger_streams_open", 1), timeout=5)
+        streams.pop().close()
+        await poll(lambda: gauge_is(client, "messenger_streams_open", 0), timeout=5)
+
+
+async def test_pool_in_use_and_waiting_while_the_pool_is_held(env: dict[str, str]) -> None:
+    settings = {**env, "POOL_SIZE": "1", "DB_TIMEOUT": "10", "AUTH_DISABLED": "1"}
+    async with serve_app(settings, ("messenger_chats",)) as srv:
+        client = srv.client
+        assert (await client.post("/v1/chats", {"chat_name": "warm"})).status == 201  # the pool is open
+        pool = srv.runtime.db.pool
+        held = await pool.getconn()  # the pool's only connection
+        try:
+            waiting = asyncio.ensure_future(client.post("/v1/chats", {"chat_name": "queued"}, timeout=30))
+
+            async def saturated() -> bool:  # sampled every second
+                text, _ = await scrape(client)
+                return (total(text, "messenger_db_pool_connections", ""),
+                        total(text, "messenger_db_pool_connections_in_use", ""),
+                        total(text, "messenger_db_pool_requests_waiting", "")) == (1, 1, 1)
+            await poll(saturated, timeout=10)
+            assert not waiting.done()
+        finally:
+            await pool.putconn(held)
+        assert (await waiting).status == 201
+
+        async def idle() -> bool:
+            text, _ = await scrape(client)
+            return (total(text, "messenger_db_pool_connections_in_use", ""),
+                    total(text, "messenger_db_pool_requests_waiting", "")) == (0, 0)
+        await poll(idle, timeout=10)
+
+
+async def test_the_real_time_gauges_come_from_their_plugins(database: str, tmp_path: Path) -> None:
+    # declared by the chats and events plugins, not the core: a process without the events plugin has
+    # no stream gauge; the chats plugin exports its long-poll gauge from the start (0)
+    env = base_env(database, MESSENGER_APPS="messenger_chats", AUTH_DISABLED=1)
+    proc, client = await start_api(env, tmp_path / "api.log")
+    try:
+        text, _ = await scrape(client)
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert "messenger_streams_open" not in names
+        assert [s.value for s in samples(text, "messenger_longpolls_held")] == [0.0]
+    finally:
+        assert proc.stop() == 0
