@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+from messenger_core.web import MAX_BODY_BYTES
 from prometheus_client.parser import text_string_to_metric_families
 
 from chats_support import join, new_chat, read_page, say
@@ -246,3 +250,45 @@ async def test_the_real_time_gauges_come_from_their_plugins(database: str, tmp_p
         assert [s.value for s in samples(text, "messenger_longpolls_held")] == [0.0]
     finally:
         assert proc.stop() == 0
+
+
+async def test_the_apps_own_413_has_a_request_id_a_count_and_an_access_line(
+        env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="messenger.access")
+    too_big = b"x" * (MAX_BODY_BYTES + 1)
+    settings = {**env, "TRUSTED_PROXIES": "127.0.0.1", "AUTH_DISABLED": "1", "ACCESS_LOG": "1"}
+    async with serve_app(settings, ("messenger_chats",)) as srv:
+        client = srv.client
+        before, _ = await scrape(client)
+        # announced by Content-Length: refused when the headers arrive
+        resp = await client.request("POST", "/v1/chats", raw=too_big, headers={"X-Request-Id": "proxy-413.1"})
+        assert_error(resp, 413, "payload-too-large")
+        assert resp.headers["X-Request-Id"] == "proxy-413.1"  # a trusted proxy's id kept
+        resp = await client.request("POST", "/no/such/route", raw=too_big, headers={"X-Request-Id": "bad id"})
+        assert_error(resp, 413, "payload-too-large")
+        made = resp.headers["X-Request-Id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made), made
+        # chunked: refused once past the limit
+        host, port = srv.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/chats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"X-Request-Id: proxy-413.2\r\n\r\n")
+        try:
+            for _ in range(MAX_BODY_BYTES // 65536 + 2):
+                writer.write(b"10000\r\n" + b" " * 65536 + b"\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass  # the server stops reading once it has answered
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin1")
+        writer.close()
+        assert head.startswith("HTTP/1.1 413 "), head
+        assert "\r\nX-Request-Id: proxy-413.2\r\n" in head, head
+        after, _ = await scrape(client)
+
+    def grew(**labels: str) -> float:
+        return total(after, REQUESTS, **labels) - total(before, REQUESTS, **labels)
+    assert grew(method="POST", route="/v1/chats", status="413") == 2
+    assert grew(method="POST", route="unmatched", status="413") == 1
+    lines = {r.request_id: r for r in caplog.records if r.name == "messenger.access" and r.status == 413}
+    assert set(lines) == {"proxy-413.1", "proxy-413.2", made}, caplog.text
+    assert lines[made].route == "unmatched" and lines["proxy-413.1"].route == "/v1/chats"
