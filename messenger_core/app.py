@@ -43,7 +43,7 @@ class MessengerApp(Application):
 
     def start_request(self, server_conn: object, request_conn: Any) -> Any:
         """Tornado's delegate of one request, behind the body-size limit (413 JSON, see BodyLimit)."""
-        return BodyLimit(super().start_request(server_conn, request_conn), request_conn)
+        return BodyLimit(super().start_request(server_conn, request_conn), request_conn, app=self)
 
     def trusted_proxy(self, address: str) -> bool:
         """Whether ``address`` is in TRUSTED_PROXIES."""

@@ -180,16 +180,17 @@ class Database:
             cur = await conn.execute(query, params)
             return cur.rowcount
 
-    async def ping(self) -> bool:
-        """``SELECT 1`` on a connection of its own; an answer within ``PING_TIMEOUT``; False until ready.
+    async def ping(self, timeout: float = PING_TIMEOUT) -> bool:
+        """``SELECT 1`` on a connection of its own; an answer within ``timeout``; False until ready.
 
         The probe does not queue behind a busy pool: it keeps one connection beside it.  It runs as a
         background task that the callers only wait for: concurrent callers share one round trip, and
-        none waits longer than ``PING_TIMEOUT`` after that probe started, so while a probe is stuck (a
-        silent network: no answer, no reset) every caller is told "not ready" at once instead of
-        starting another one.  The probe itself gives up after :data:`PROBE_LIMIT` (its connection shut
-        down by a :class:`Deadline`).  After an outage the pool must serve again before the probe says
-        ready.
+        none waits longer than its ``timeout`` (``/ping_db``: ``PING_TIMEOUT``; ``/health``:
+        ``HEALTH_TIMEOUT``) after that probe started, so while a probe is stuck (a silent network: no
+        answer, no reset) every caller is told "not ready" at once instead of starting another one.  The
+        probe itself gives up after :data:`PROBE_LIMIT` (its connection shut down by a
+        :class:`Deadline`), so a ``timeout`` above that waits no longer.  After an outage the pool must
+        serve again before the probe says ready.
         """
         if not self.ready:
             return False
@@ -199,7 +200,7 @@ class Database:
             self._ping.add_done_callback(_retrieved)  # its end may come when no caller waits any more
             self._ping_started = loop.time()
         probe = self._ping
-        left = self._ping_started + PING_TIMEOUT - loop.time()
+        left = self._ping_started + timeout - loop.time()
         if left > 0 and not probe.done():
             await asyncio.wait({probe}, timeout=left)
         if not probe.done():

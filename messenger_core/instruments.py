@@ -28,8 +28,6 @@ HTTP_LATENCY = metrics.histogram("messenger_http_request_duration_seconds",
 DB_POOL_SIZE = metrics.gauge("messenger_db_pool_connections", "PostgreSQL connections open in the pools")
 DB_POOL_IN_USE = metrics.gauge("messenger_db_pool_connections_in_use",
                                "PostgreSQL connections taken from the pools right now")
-LONGPOLLS_HELD = metrics.gauge("messenger_longpolls_held", "Long-polls (GET .../messages?wait=) held right now")
-STREAMS_OPEN = metrics.gauge("messenger_streams_open", "WebSocket streams (GET /v1/events) open right now")
 DB_POOL_WAITING = metrics.gauge("messenger_db_pool_requests_waiting",
                                 "Callers waiting for a pooled PostgreSQL connection right now")
 CACHE_HITS = metrics.counter("messenger_cache_hits", "Cache look-ups that found a value, by cache and group",
@@ -93,15 +91,13 @@ def cache_lookup(cache: str, key: str, hit: bool) -> None:
 
 
 def sample_pool(runtime: "Runtime") -> None:
-    """Set this process's gauges: the pool (psycopg_pool's statistics), held long-polls and open streams."""
+    """Set this process's pool gauges from psycopg_pool's statistics."""
     db = runtime.db
     stats = db.pool.get_stats() if db.ready else {}
     size = stats.get("pool_size", 0)
     DB_POOL_SIZE.set(size)
     DB_POOL_IN_USE.set(max(0, size - stats.get("pool_available", 0)))
     DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
-    LONGPOLLS_HELD.set(runtime.held_polls)
-    STREAMS_OPEN.set(runtime.open_streams)
 
 
 async def sample_forever(runtime: "Runtime", interval: float = SAMPLE_INTERVAL) -> None:

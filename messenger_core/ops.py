@@ -1,7 +1,8 @@
 """Operations endpoints: ``GET /health`` (every configured dependency probed) and ``GET /metrics``.
 
-``/health`` probes PostgreSQL, and Redis and RabbitMQ when this process uses them, all at once,
-each within ``HEALTH_TIMEOUT``: a dead or silent dependency costs that long, never a hang.  It says
+``/health`` probes PostgreSQL (the readiness probe of ``/ping_db``, on its own connection), and
+Redis and RabbitMQ when this process uses them, all at once, each within ``HEALTH_TIMEOUT``: a dead
+or silent dependency costs that long, never a hang.  It says
 nothing about hosts, versions or credentials.  ``/metrics`` is the Prometheus text of every worker
 of the instance (:mod:`messenger_core.metrics`), for clients in ``METRICS_ALLOW`` only.
 """
@@ -71,7 +72,8 @@ class HealthHandler(BaseHandler):
         """
         runtime = self.runtime
         timeout = runtime.config.health_timeout
-        checks: dict[str, Callable[[], Awaitable[Any]]] = {"postgres": runtime.db.ping}
+        # the probe /ping_db shares, waited for up to HEALTH_TIMEOUT rather than /ping_db's 0.5 s
+        checks: dict[str, Callable[[], Awaitable[Any]]] = {"postgres": lambda: runtime.db.ping(timeout)}
         if runtime.uses_redis:
             checks["redis"] = runtime.redis.ping
         if runtime.config.rmq_url:

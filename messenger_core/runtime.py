@@ -61,8 +61,6 @@ class Runtime:
         self.state: dict[str, Any] = {}
         self.pubsub = PubSub(config.postgres_conninfo)
         self.draining = asyncio.Event()
-        self.held_polls = 0  # long-polls held right now (a gauge for metrics)
-        self.open_streams = 0  # WebSocket streams open right now (a gauge for metrics)
         self._on_drain: list[Callable[[], None]] = []
         self.inflight = 0
         self._migrator: asyncio.Task[None] | None = None

@@ -105,8 +105,8 @@ def integer(low: int | None = None, high: int | None = None) -> Parser:
     return parse
 
 
-def number(low: float | None = None) -> Parser:
-    """A decimal number, at least ``low``."""
+def number(low: float | None = None, high: float | None = None) -> Parser:
+    """A decimal number, at least ``low`` and at most ``high``."""
     def parse(raw: str) -> float:
         try:
             value = float(raw)
@@ -114,6 +114,8 @@ def number(low: float | None = None) -> Parser:
             raise ValueError("expected a number") from None
         if low is not None and value < low:
             raise ValueError(f"must be at least {low}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {high}")
         return value
     return parse
 
@@ -218,8 +220,9 @@ class CoreSettings(Section):
                           "empty: a new temporary one")
     metrics_port = Setting("METRICS_PORT", integer(0, 65535), 0,
                            "messenger-consumer: serve /metrics on this port (0: off)")
-    health_timeout = Setting("HEALTH_TIMEOUT", number(0.05), 0.5,
-                             "Seconds /health waits for each dependency before calling it down")
+    health_timeout = Setting("HEALTH_TIMEOUT", number(0.05, 2.0), 0.5,
+                             "Seconds /health waits for each dependency before calling it down "
+                             "(at most 2: a PostgreSQL probe gives up after 2 s)")
 
 
 class Config:

@@ -110,11 +110,25 @@ def load_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     return data
 
 
-def _too_large() -> tuple[list[tuple[str, str]], bytes]:
+def _too_large(request_id: str) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body of the 413 answer."""
     body = dumps({"message": "payload-too-large"})
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close"),
+               (REQUEST_ID_HEADER, request_id)]
     return headers + list(SECURITY_HEADERS.items()), body
+
+
+class _Refused:
+    """What the application's ``log_request`` reads of a handler, for a request refused before it had one."""
+
+    def __init__(self, request: httputil.HTTPServerRequest, route_label: str, request_id: str) -> None:
+        self.request = request
+        self.route_label = route_label
+        self.request_id = request_id
+
+    def get_status(self) -> int:
+        """The refusal's status."""
+        return 413
 
 
 _LINGERING: set[asyncio.Future[None]] = set()  # the answers being written (a task needs a reference)
@@ -129,20 +143,30 @@ class BodyLimit(httputil.HTTPMessageDelegate):
     dropped for a moment (a lingering close, as nginx does), so that its kernel does not reset the
     connection before the client read the answer.  A chunked body is counted as it arrives and
     refused the same way once past the limit.
+
+    With ``app``, a refusal is named and counted like any answer: ``X-Request-Id`` (a trusted proxy's,
+    else a new one), ``messenger_http_requests`` and the access line, under the route the path
+    matches (``unmatched`` for none); its duration runs from the refusal.
     """
 
-    def __init__(self, inner: httputil.HTTPMessageDelegate, connection: Any, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, inner: httputil.HTTPMessageDelegate, connection: Any, limit: int = MAX_BODY_BYTES,
+                 app: Any = None) -> None:
         self.inner = inner
         self.connection = connection
         self.limit = limit
+        self.app = app
         self.received = 0
         self.refused = False
+        self.start_line: Any = None
+        self.headers: httputil.HTTPHeaders | None = None
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        self.start_line, self.headers = start_line, headers
         length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.limit and hasattr(self.connection, "detach"):
             self.refused = True
-            task = asyncio.ensure_future(_answer_and_linger(self.connection.detach()))
+            request_id = self._refusal()
+            task = asyncio.ensure_future(_answer_and_linger(self.connection.detach(), request_id))
             _LINGERING.add(task)
             task.add_done_callback(_LINGERING.discard)
             return None
@@ -155,8 +179,25 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         if self.received > self.limit:
             self.refused = True
             # answer on the stream itself; Tornado's read loop waits for this, then finds it closed
-            return _answer_and_linger(self.connection.stream)
+            return _answer_and_linger(self.connection.stream, self._refusal())
         return self.inner.data_received(chunk)
+
+    def _refusal(self) -> str:
+        """The refused request's id; counted and logged by the application as every answer is."""
+        app, headers = self.app, self.headers
+        if app is None or headers is None:
+            return new_request_id()
+        request = httputil.HTTPServerRequest(connection=self.connection, start_line=self.start_line,
+                                             headers=headers)
+        given = headers.get(REQUEST_ID_HEADER)
+        trusted = given and valid_request_id(given) and app.trusted_proxy(request.remote_ip or "")
+        request_id = given if trusted else new_request_id()
+        try:
+            kwargs = getattr(app.find_handler(request), "handler_kwargs", None) or {}
+            app.log_request(_Refused(request, kwargs.get("route_label", UNMATCHED), request_id))
+        except Exception:  # pylint: disable=broad-exception-caught
+            log.exception("counting a refused request failed")  # the client still gets its 413
+        return request_id
 
     def finish(self) -> None:
         if not self.refused:
@@ -167,10 +208,10 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             self.inner.on_connection_close()
 
 
-async def _answer_and_linger(stream: iostream.IOStream) -> None:
+async def _answer_and_linger(stream: iostream.IOStream, request_id: str) -> None:
     """Write the 413, stop writing, drop what the client still sends (bounded), then close."""
     try:
-        pairs, body = _too_large()
+        pairs, body = _too_large(request_id)
         head = "HTTP/1.1 413 Payload Too Large\r\n" + "".join(f"{name}: {value}\r\n" for name, value in pairs)
         await stream.write(head.encode("latin1") + b"\r\n" + body)
         stream.socket.shutdown(socket.SHUT_WR)

@@ -8,6 +8,7 @@ database and reads the earlier messages back.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from pathlib import Path
@@ -270,3 +271,56 @@ async def test_sigterm_while_waiting_and_bad_settings_stop_at_once(tmp_path: Pat
     finally:
         proc.kill()
     assert not database_exists("mt_deploy_never_created")
+
+
+def json_records(log: str) -> list[dict[str, Any]]:
+    """Every line of a LOG_FORMAT=json log: one JSON object each, with the fields of the app's lines."""
+    records = []
+    for line in log.splitlines():
+        record = json.loads(line)  # a plain-text line fails here
+        assert isinstance(record, dict), line
+        assert {"time", "level", "logger", "message", "request_id", "pid"} <= set(record), record
+        records.append(record)
+    return records
+
+
+async def test_log_format_json_makes_every_line_of_the_container_one_object(
+        tmp_path: Path, pg_proxy: TcpProxy) -> None:
+    pg_proxy.cut()  # a failed attempt first: its reason quotes the host ("127.0.0.1")
+    with missing_database() as database:
+        env = course_env(database, free_port(), POSTGRES_HOSTS=f"127.0.0.1:{pg_proxy.port}", LOG_FORMAT="json")
+        proc, client = start(tmp_path, "json", env)
+        try:
+            await proc.wait_log("attempt 1: PostgreSQL not ready")
+            pg_proxy.restore()
+            await wait_ready(proc, client)
+            records = json_records(proc.log)
+            own = [r for r in records if r["logger"] == "entrypoint"]
+            messages = [r["message"] for r in own]
+            assert messages[0].startswith("waiting for PostgreSQL (127.0.0.1:"), messages
+            failed = [r for r in own if r["message"].startswith("attempt 1: PostgreSQL not ready")]
+            assert len(failed) == 1 and failed[0]["level"] == "WARNING", own
+            quoted = 'psycopg.OperationalError: connection failed: connection to server at "127.0.0.1"'
+            assert quoted in failed[0]["message"], failed
+            ready = [m for m in messages if m.startswith("PostgreSQL ready after")]
+            assert len(ready) == 1 and "messenger_chats:0001_chats" in ready[0], messages
+            assert "exec messenger-api" in messages
+            assert {r["level"] for r in own} <= {"INFO", "WARNING"}
+            assert all(r["pid"] == proc.proc.pid and r["request_id"] is None for r in own)
+            # migrate's own JSON lines passed through as they were, then the app's
+            created = [r for r in records if r["message"] == f"created database {database}"]
+            assert len(created) == 1 and created[0]["logger"] == "messenger.db", records
+            assert any(r["message"].startswith("serving http://") for r in records)
+            assert proc.stop() == 0, proc.log
+        finally:
+            proc.kill()
+
+    proc, _ = start(tmp_path, "json-bad", {**env, "PORT": "eighty"})
+    try:
+        assert proc.proc.wait(10) == 2
+        records = json_records(proc.log)
+        errors = [r["message"] for r in records if r["level"] == "ERROR" and r["logger"] == "entrypoint"]
+        assert any("bad setting PORT='eighty'" in m for m in errors), records
+        assert any("not retrying" in m for m in errors), records
+    finally:
+        proc.kill()

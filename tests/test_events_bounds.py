@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+from messenger_events.state import open_streams
+
 from chats_support import join, new_chat, read_page, say
 from events_support import Stream, masked, raw_stream, read_frames_to_close
 from support import poll, serve_app
@@ -19,7 +21,7 @@ TEXT = "x" * 60_000
 async def no_open_streams(runtime: Any) -> None:
     """Wait until the server counts no open stream (a cut one is counted until Tornado closes it)."""
     async def closed() -> bool:
-        return runtime.open_streams == 0
+        return open_streams(runtime) == 0
     await poll(closed, timeout=10)
 
 

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chats_support import join, new_chat, say
 from deploy_support import REPO
+from events_support import Stream
 from search_support import search_server, start_search, wait_status
 from support import poll
 from test_throttle_nginx import NGINX, behind_nginx
@@ -25,6 +26,7 @@ DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "messenger.json"
 DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 METRIC = re.compile(r"\b(messenger_[a-z0-9_]+)")
+CLIENT_ID = "chosen-by-the-client-7"
 
 
 def panels() -> list[dict[str, Any]]:
@@ -86,14 +88,40 @@ async def test_the_dashboard_plots_only_metrics_the_app_exports(env: dict[str, s
 
 @pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (make system-deps)")
 async def test_nginx_passes_its_request_id_and_hides_metrics(env: dict[str, str], tmp_path: Path) -> None:
-    async with behind_nginx(env, tmp_path) as (app, nginx):
+    apps = "messenger_throttle,messenger_chats,messenger_events"
+    async with behind_nginx(env, tmp_path, MESSENGER_APPS=apps) as (app, nginx):
         resp = await nginx.client.get("/ping?via=nginx")
         assert resp.status == 200
-        rid = resp.headers["X-Request-Id"]
-        assert re.fullmatch(r"[0-9a-f]{32}", rid)
+        rids = [resp.headers["X-Request-Id"]]
+        # every location that proxies sets nginx's id: an id the client sends (trusted from nginx by the
+        # app) must not get through, on the long-poll location and the stream's either
+        chat = await new_chat(nginx.client)
+        resp = await nginx.client.get(f"/v1/chats/{chat}/messages?limit=5", headers={"X-Request-Id": CLIENT_ID})
+        assert resp.status == 200, resp
+        rids.append(resp.headers["X-Request-Id"])
+        stream = await Stream.open(nginx.client.base_url, headers={"X-Request-Id": CLIENT_ID})
+        try:
+            await stream.ready()
+            rids.append(stream.conn.headers["X-Request-Id"])
+        finally:
+            stream.close()
+        for rid in rids:
+            assert re.fullmatch(r"[0-9a-f]{32}", rid), rid
 
         async def logged() -> bool:  # both access lines are written just after the response is sent
-            return f"rid={rid}" in nginx.log and f"request_id={rid}" in app.log  # nginx's id, kept by the app
+            return all(f"rid={rid}" in nginx.log and f"request_id={rid}" in app.log  # nginx's id, kept by the app
+                       for rid in rids)
         await poll(logged, timeout=5)
+        assert CLIENT_ID not in app.log
         resp = await nginx.client.get("/metrics")
         assert resp.status == 404 and resp.json == {"message": "not-found"}
+
+
+def test_every_proxied_location_sets_the_request_id() -> None:
+    # nginx inherits proxy_set_header only into a location that sets none itself: each one names it
+    conf = (REPO / "deploy" / "nginx" / "nginx.conf").read_text()
+    locations = re.findall(r"\n        location [^{]*\{(.*?)\n        \}", conf, re.S)
+    proxied = [body for body in locations if "proxy_pass" in body]
+    assert len(proxied) == 3
+    for body in proxied:
+        assert "proxy_set_header X-Request-Id $request_id;" in body, body

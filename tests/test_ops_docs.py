@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from support import serve_app
+from support import REPO_PLUGINS, serve_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -34,10 +34,11 @@ async def listed_operations(page: Any) -> set[tuple[str, str | None]]:
 
 async def test_docs_render_every_operation_offline(env: dict[str, str], tmp_path: Path) -> None:
     async_api = pytest.importorskip("playwright.async_api")
-    async with serve_app(env) as srv:  # every plugin
+    async with serve_app(env, REPO_PLUGINS) as srv:  # every plugin, the web client too
         spec = (await srv.client.get("/openapi.json")).json
         operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
-        for path in ("/v1/auth/login", "/v1/chats", "/v1/chats/search", "/health", "/metrics", "/ping_db"):
+        for path in ("/v1/auth/login", "/v1/chats", "/v1/chats/search", "/health", "/metrics", "/ping_db",
+                     "/v1/events", "/", "/web/{build}/{name}"):
             assert path in spec["paths"], path
 
         blocked: list[str] = []

@@ -6,11 +6,14 @@ second" is the client's own request timeout: a slower answer fails the request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
+from messenger_core.errors import ConfigError
+from messenger_core.settings import load_core
 
-from support import RMQ_URL, TcpProxy, delete_rabbit_queue, poll, serve_app
+from support import RMQ_URL, TcpProxy, assert_error, delete_rabbit_queue, poll, serve_app
 
 PLUGINS = ("messenger_auth", "messenger_chats", "messenger_search", "messenger_throttle")
 
@@ -104,3 +107,46 @@ async def test_postgres_cut_is_down_503_within_a_second(proxied_env: dict[str, s
         async def back() -> bool:
             return (await srv.client.get("/health", timeout=1.0)).status == 200
         await poll(back, timeout=15)
+
+
+async def test_postgres_stalled_is_down_503_within_a_second(proxied_env: dict[str, str],
+                                                            proxies: dict[str, TcpProxy]) -> None:
+    # a silent partition (packets dropped: no reset, no answer) costs the timeout, never a hang
+    async with serve_app(proxied_env, PLUGINS) as srv:
+        assert (await srv.client.get("/health", timeout=1.0)).status == 200
+        proxies["postgres"].stall()
+        try:
+            for _ in range(3):  # the stuck probe is not waited for again
+                resp = await srv.client.get("/health", timeout=1.0)
+                assert resp.status == 503 and resp.json["status"] == "down", resp
+                assert checks_of(resp.json) == {"postgres": False, "redis": True, "rabbitmq": True}
+        finally:
+            proxies["postgres"].restore()
+
+        async def back() -> bool:
+            return (await srv.client.get("/health", timeout=1.0)).status == 200
+        await poll(back, timeout=15)
+
+
+async def test_health_timeout_above_the_readiness_bound_holds_for_postgres_too(
+        proxied_env: dict[str, str], proxies: dict[str, TcpProxy]) -> None:
+    # /ping_db gives up 0.5 s after the probe it shares with /health began; /health waits HEALTH_TIMEOUT
+    async with serve_app({**proxied_env, "HEALTH_TIMEOUT": "2"}, PLUGINS) as srv:
+        assert (await srv.client.get("/health", timeout=3.0)).status == 200
+        proxies["postgres"].stall()
+        try:
+            health = asyncio.ensure_future(srv.client.get("/health", timeout=5.0))
+            assert_error(await srv.client.get("/ping_db", timeout=3.0), 503, "database-unavailable")
+            assert not health.done()  # still waiting for the same probe
+        finally:
+            proxies["postgres"].restore()  # the held SELECT 1 goes through now, within /health's 2 s
+        resp = await health
+        assert resp.status == 200 and resp.json["status"] == "ok", resp
+        assert checks_of(resp.json)["postgres"] is True
+
+
+def test_health_timeout_is_at_most_the_probe_limit(env: dict[str, str]) -> None:
+    # a PostgreSQL probe gives up after 2 s: a longer HEALTH_TIMEOUT could not be honoured
+    assert load_core({**env, "HEALTH_TIMEOUT": "2"}).health_timeout == 2.0
+    with pytest.raises(ConfigError, match="HEALTH_TIMEOUT"):
+        load_core({**env, "HEALTH_TIMEOUT": "2.5"})

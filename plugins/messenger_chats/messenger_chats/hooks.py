@@ -6,7 +6,7 @@ from typing import Any
 
 from messenger_core import Migrations, Runtime, hookimpl
 
-from . import state
+from . import state, waiting
 from .errors import COMPONENTS
 from .handlers import default_handlers
 from .schemas import SCHEMAS
@@ -45,5 +45,8 @@ def messenger_migrations() -> Migrations:
 
 @hookimpl
 def messenger_startup(runtime: Runtime) -> None:
-    """The process's store over the shared database pool and cache."""
+    """The process's store over the shared database pool and cache; an API worker exports its long-poll
+    gauge from the start (0), not only after its first long-poll."""
     state.start(runtime)
+    if runtime.role == "api":
+        waiting.HELD.inc(0)

@@ -19,7 +19,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from messenger_core import SharedReads, Waiters
+from messenger_core import SharedReads, Waiters, metrics
 
 from . import events
 from .store import ChatStore, encode_page, is_empty_page
@@ -31,12 +31,13 @@ log = logging.getLogger("messenger.chats")
 
 STATE_KEY = "messenger_chats.waits"
 MAX_LATEST = 100_000  # chats whose newest seq this process remembers (forgotten all at once past it)
+HELD = metrics.gauge("messenger_longpolls_held", "Long-polls (GET .../messages?wait=) held right now")
 
 
 class PostWaits:
     """The held long-polls of one process (``runtime.state["messenger_chats.waits"]``).
 
-    ``runtime.held_polls`` counts the requests held right now.
+    ``held`` counts the requests held right now (and the ``messenger_longpolls_held`` gauge with it).
     """
 
     def __init__(self, runtime: "Runtime", store: ChatStore) -> None:
@@ -46,6 +47,7 @@ class PostWaits:
         self.reads: SharedReads[bytes] = SharedReads()
         self.latest: dict[uuid.UUID, int] = {}  # newest seq an event named, per chat
         self.epoch = 0  # moves on at every resync
+        self.held = 0
         runtime.pubsub.subscribe(events.CHANNEL, self._notified)
         runtime.pubsub.on_resync(self._resync)
         runtime.on_drain(self.waiters.wake_all)
@@ -96,7 +98,8 @@ class PostWaits:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen, epoch = after, self.epoch
-        self.runtime.held_polls += 1
+        self.held += 1
+        HELD.inc()
         log.debug("long-poll held: chat %s after %d, up to %.0f s", chat.hex, after, timeout)
         try:
             while not self.runtime.draining.is_set() and not (gone is not None and gone.done()):
@@ -112,8 +115,15 @@ class PostWaits:
                     if remaining <= 0 or not await watch.wait(remaining, gone):
                         return empty
         finally:
-            self.runtime.held_polls -= 1
+            self.held -= 1
+            HELD.dec()
         return empty
+
+
+def held_polls(runtime: "Runtime") -> int:
+    """Long-polls this process holds right now."""
+    waits: PostWaits | None = runtime.state.get(STATE_KEY)
+    return waits.held if waits is not None else 0
 
 
 def waits_of(runtime: "Runtime", store: ChatStore) -> PostWaits:

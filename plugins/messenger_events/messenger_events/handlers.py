@@ -41,7 +41,7 @@ from messenger_core import ApiError, BaseHandler, Identity, Unavailable, bad_par
 
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
 from .hub import Hub
-from .state import hub_of
+from .state import hub_of, stream_closed, stream_opened
 
 log = logging.getLogger("messenger.events")
 
@@ -181,7 +181,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         """The upgrade is done: authenticate (header, or wait for the auth frame), then "ready"."""
         self._uncount()  # a stream is not a request in flight: shutdown closes it instead of waiting
         self.counted_stream = True
-        self.runtime.open_streams += 1
+        stream_opened(self.runtime)
         self.hub = hub_of(self.runtime)
         known, identity = await self._identified(self.authenticate())  # None: no header session, or auth off
         if not known:
@@ -238,7 +238,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             task.cancel()
         if self.counted_stream:
             self.counted_stream = False
-            self.runtime.open_streams -= 1
+            stream_closed(self.runtime)
             self.hub.remove(self, list(self.carried))
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)

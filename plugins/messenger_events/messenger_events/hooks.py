@@ -13,7 +13,7 @@ from typing import Any
 from messenger_core import Config, Runtime, hookimpl
 
 from .handlers import default_handlers
-from .state import hub_of
+from .state import OPEN, hub_of
 from .schemas import SCHEMAS
 from .settings import EventsSettings
 
@@ -38,6 +38,8 @@ def messenger_schemas(config: Config) -> dict[str, Any]:
 
 @hookimpl
 def messenger_startup(runtime: Runtime) -> None:
-    """An API worker listens for the chats' events from the start (the consumer streams nothing)."""
+    """An API worker listens for the chats' events from the start and exports its stream gauge (0); the
+    consumer streams nothing."""
     if runtime.role == "api":
         hub_of(runtime)
+        OPEN.inc(0)
