@@ -90,7 +90,7 @@ async def test_register_log_out_log_in_create_a_chat_and_send_with_enter(
     assert (await web.client.get(f"/v1/chats/{chat_id}/messages?limit=1", headers=bearer(session))).status == 401
     await log_in(page, "ann")
     await expect(page.get_by_role("button", name="New chat")).to_be_visible()
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def seeded_chat(web: AppServer, name: str, texts: list[str]) -> str:
@@ -140,7 +140,7 @@ async def test_older_messages_load_by_their_iterators_while_scrolling_up(
     # iterator, then the first one (whose iterator is the chat's start)
     older = [url for url in reads[before:] if "wait=" not in url]
     assert len(older) == 2 and "&from=" in older[0] and older[1].endswith("?limit=50"), older
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_search_finds_a_message_and_opening_the_result_shows_it(
@@ -166,7 +166,7 @@ async def test_search_finds_a_message_and_opening_the_result_shows_it(
     # the README's picture (`make screenshot` saves it as docs/web-client.png)
     await page.screenshot(path=str(web_screenshot))
     assert web_screenshot.read_bytes().startswith(b"\x89PNG")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_a_wrong_password_then_429_with_its_wait(env: dict[str, str], browser: Browser) -> None:
@@ -193,7 +193,7 @@ async def test_a_wrong_password_then_429_with_its_wait(env: dict[str, str], brow
         await expect(alert).to_have_text(limited)
         wait = int(re.search(r"\d+", await alert.inner_text()).group())
         assert 1 <= wait <= 60
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
 
 
 async def test_an_expired_session_returns_to_the_login_with_a_message(env: dict[str, str], browser: Browser) -> None:
@@ -206,7 +206,7 @@ async def test_an_expired_session_returns_to_the_login_with_a_message(env: dict[
         await expect(page.get_by_role("button", name="Log in")).to_be_visible()
         assert await page.evaluate("localStorage.getItem('messenger.session')") is None
         await log_in(page, "eve")
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
 
 
 async def test_a_clear_message_while_postgres_is_down_and_it_goes_when_it_is_back(
@@ -233,7 +233,7 @@ async def test_a_clear_message_while_postgres_is_down_and_it_goes_when_it_is_bac
             await expect(page.locator("#banner")).to_be_hidden(timeout=20_000)
             await page.get_by_role("button", name="Send").click()
             await expect(message_log(page)).to_contain_text("during the outage")
-            assert not guard.blocked, guard.blocked
+            guard.assert_clean()
     finally:
         proxy.close()
 
@@ -242,15 +242,50 @@ async def test_the_guard_records_and_blocks_a_request_to_another_host(
         web: AppServer, browser: Browser, guard: HostGuard) -> None:
     page = await open_page(browser, web.url, guard)
     await expect(page.get_by_role("button", name="Log in")).to_be_visible()
-    assert not guard.blocked, guard.blocked
-    # inside the app the content security policy refuses it before it is a request
+    guard.assert_clean()
+    # inside the app the content security policy refuses it before it is a request; the guard hears of it
     outcome = await page.evaluate("fetch('http://127.0.0.2:9/x').then(() => 'sent', () => 'refused')")
     assert outcome == "refused"
     assert not guard.blocked, guard.blocked
+
+    async def reported() -> bool:
+        return guard.violations == ["connect-src http://127.0.0.2:9/x"]
+    await poll(reported, timeout=5)
+    guard.violations.clear()
     # a navigation is not the app's to stop: the guard is what blocks and records it
     with pytest.raises(PlaywrightError):
         await page.goto("http://127.0.0.2:9/y")
     assert guard.blocked == ["http://127.0.0.2:9/y"]
+
+
+async def test_the_guard_records_and_blocks_a_websocket_to_another_host(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    # without the policy (bypass_csp) a page could open one: the guard, not the policy, stops it here
+    page = await open_page(browser, web.url, guard, bypass_csp=True)
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    closed = await page.evaluate("""() => new Promise((resolve) => {
+        const socket = new WebSocket("ws://127.0.0.2:9/elsewhere");
+        socket.onopen = () => resolve("open");
+        socket.onclose = (event) => resolve(`closed ${event.code}`);
+    })""")
+    assert closed.startswith("closed"), closed
+    assert guard.blocked == ["ws://127.0.0.2:9/elsewhere"]
+    assert not guard.violations, guard.violations
+    # the app's own stream on its origin still goes through (the page registers and gets "ready")
+    guard.blocked.clear()
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    await register(page, "wes")
+    await expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    ready = await page.evaluate("""() => new Promise((resolve) => {
+        const socket = new WebSocket(`ws://${location.host}/v1/events`);
+        socket.onopen = () => socket.send(JSON.stringify(
+            {type: "auth", session_id: localStorage.getItem("messenger.session")}));
+        socket.onmessage = (event) => { resolve(JSON.parse(event.data).type); socket.close(); };
+    })""")
+    assert ready == "ready"
+    assert sockets and all(url.endswith("/v1/events") for url in sockets), sockets
+    guard.assert_clean()
 
 
 async def test_a_phone_sized_screen_shows_one_pane_at_a_time(
@@ -262,7 +297,7 @@ async def test_a_phone_sized_screen_shows_one_pane_at_a_time(
     await page.get_by_role("button", name="Back to chats").click()
     await expect(chat_button(page, "pocket")).to_be_visible()
     await expect(page.get_by_role("log")).to_be_hidden()
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_timestamps_in_the_readers_locale_and_time_zone(
@@ -279,7 +314,7 @@ async def test_timestamps_in_the_readers_locale_and_time_zone(
     # German 24-hour time in UTC+05:30, wherever the test machine is
     assert re.search(rf"(^|\D)0?{local.hour}:{local.minute:02d}($|\D)", shown), (shown, local)
     assert "AM" not in shown and "PM" not in shown
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_light_and_dark_follow_the_systems_preference(
@@ -292,7 +327,7 @@ async def test_light_and_dark_follow_the_systems_preference(
     light = [int(v) for v in re.findall(r"\d+", backgrounds["light"])[:3]]
     dark = [int(v) for v in re.findall(r"\d+", backgrounds["dark"])[:3]]
     assert sum(light) > 600 and sum(dark) < 150, backgrounds
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_keyboard_only_from_sign_up_to_a_sent_message(
@@ -327,4 +362,4 @@ async def test_keyboard_only_from_sign_up_to_a_sent_message(
     await keys.press("Enter")
     await expect(message_log(page).locator(".text")).to_have_text(["first line\nsecond line"])
     await expect(box).to_have_value("")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()

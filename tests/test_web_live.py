@@ -12,7 +12,8 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from auth_support import bearer, login
 from support import AppServer, start_api
-from web_support import (FAST, HostGuard, chat_button, create_chat, message_log, open_page, register, send)
+from web_support import (FAST, HostGuard, chat_button, create_chat, guarded_context, message_log, open_page, register,
+                         send)
 
 LIVE_MS = 2000  # "sees it within two seconds, without reloading"
 
@@ -67,7 +68,7 @@ async def test_two_people_a_private_chat_an_invite_link_and_messages_both_ways_l
     await expect(message_log(bob)).to_contain_text("lobby news 3")
     await expect(chat_button(bob, "lobby")).not_to_contain_text("unread")
     await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_edit_and_delete_are_seen_live_by_the_other_side(web: AppServer, browser: Browser) -> None:
@@ -104,15 +105,13 @@ async def test_edit_and_delete_are_seen_live_by_the_other_side(web: AppServer, b
     await chat_button(bob, "edits").click()
     await expect(message_log(bob)).to_contain_text("bob's own words")
     await expect(message_log(bob)).not_to_contain_text("without a typo")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppServer, browser: Browser) -> None:
     guard = HostGuard(web.url)
     ann = await open_page(browser, web.url, guard)
-    bob_context = await browser.new_context(base_url=web.url)
-    bob_context.set_default_timeout(10_000)
-    await bob_context.route("**/*", guard.handle)
+    bob_context = await guarded_context(browser, web.url, guard)
     refused: list[str] = []
 
     async def refuse(socket: WebSocketRoute) -> None:
@@ -132,7 +131,7 @@ async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppSe
     await send(bob, "and back over the socket")
     await expect(message_log(ann)).to_contain_text("and back over the socket", timeout=LIVE_MS)
     assert refused and polls, (refused, polls)
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
@@ -170,6 +169,6 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
         # a reload keeps the session: the app comes back, not the login
         await ann.reload()
         await expect(ann.get_by_role("button", name="Log out")).to_be_visible()
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
     finally:
         proc.stop()
