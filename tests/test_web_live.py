@@ -5,13 +5,14 @@ and a worker restart.  These need the Conversations and Real-time parts of API.m
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, expect
 
 from auth_support import bearer, login
-from support import AppServer, start_api
+from support import AppServer, poll, start_api
 from web_support import (FAST, HostGuard, chat_button, create_chat, guarded_context, message_log, open_page, register,
                          send)
 
@@ -134,6 +135,31 @@ async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppSe
     guard.assert_clean()
 
 
+class Streams:
+    """The WebSockets a page opens, and how many of them got the server's ``ready`` frame."""
+
+    def __init__(self, page: Page) -> None:
+        self.opened: list[str] = []
+        self.ready = 0
+        page.on("websocket", self.opening)
+
+    def opening(self, socket: WebSocket) -> None:
+        self.opened.append(socket.url)
+        socket.on("framereceived", self.received)
+
+    def received(self, payload: str | bytes) -> None:
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(frame, dict) and frame.get("type") == "ready":
+            self.ready += 1
+
+    async def ready_count(self) -> int:
+        """How many streams were ready (for ``poll``)."""
+        return self.ready
+
+
 async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
         env: dict[str, str], browser: Browser, tmp_path: Path) -> None:
     settings = {**env, **FAST}
@@ -142,8 +168,11 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
     try:
         guard = HostGuard(client.base_url)
         ann = await open_page(browser, client.base_url, guard)
+        streams = Streams(ann)
         await register(ann, "ann")
         await create_chat(ann, "steady")
+        await poll(streams.ready_count, timeout=10)
+        assert len(streams.opened) == 1, streams.opened
         await send(ann, "before the restart")
         await expect(message_log(ann)).to_contain_text("before the restart")
         session = await ann.evaluate("localStorage.getItem('messenger.session')")
@@ -159,6 +188,12 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
             assert resp.status == 201, resp
         log = message_log(ann)
         await expect(log).to_contain_text("after the restart 3", timeout=15_000)
+
+        # it came back over a new stream, not the long-poll fallback: a second socket opened and was ready
+        async def second_ready() -> bool:
+            return await streams.ready_count() >= 2
+        await poll(second_ready, timeout=15)
+        assert all(url.endswith("/v1/events") for url in streams.opened), streams.opened
         texts = await log.locator(".text").all_inner_texts()
         assert texts == ["before the restart"] + [f"after the restart {n}" for n in range(1, 4)]
         await send(ann, "still here")
