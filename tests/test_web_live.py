@@ -58,17 +58,38 @@ async def test_two_people_a_private_chat_an_invite_link_and_messages_both_ways_l
     await expect(message_log(ann).get_by_role("article")).to_have_count(2)
     await expect(message_log(bob).get_by_role("article")).to_have_count(2)
 
-    # a third chat: bob keeps "plans" open while ann writes in "lobby"; his count goes up live
+    # two more chats: bob keeps "plans" open while ann writes in "lobby"; its count goes up live, "garden"
+    # stays read, and "lobby" moves to the top of his list (the newest message first)
     await create_chat(ann, "lobby")
     await join_by(bob, await invite_link(ann), "lobby")
+    await create_chat(ann, "garden")
+    await join_by(bob, await invite_link(ann), "garden")
     await chat_button(bob, "plans").click()
+    names = bob.get_by_role("list", name="Chats").locator(".chat-name")
+    await expect(names).to_have_text(["garden", "lobby", "plans"])  # no messages yet: by when he joined
+    await chat_button(ann, "lobby").click()
     for number in range(1, 4):
         await send(ann, f"lobby news {number}")
         await expect(chat_button(bob, "lobby")).to_contain_text(f"{number} unread", timeout=LIVE_MS)
+        await expect(names).to_have_text(["lobby", "garden", "plans"])
+        await expect(chat_button(bob, "garden")).not_to_contain_text("unread")
+        await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
     await chat_button(bob, "lobby").click()
     await expect(message_log(bob)).to_contain_text("lobby news 3")
     await expect(chat_button(bob, "lobby")).not_to_contain_text("unread")
-    await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
+    # opening it moved his read marker at the server: the API says so, and a reload shows no count
+    session = await bob.evaluate("localStorage.getItem('messenger.session')")
+
+    async def unread_at_server() -> dict[str, int] | None:
+        resp = await web.client.get("/v1/chats", headers=bearer(session))
+        assert resp.status == 200, resp
+        counts = {chat["chat_name"]: chat["unread"] for chat in resp.json["chats"]}
+        return counts if counts["lobby"] == 0 else None
+    assert await poll(unread_at_server, timeout=5) == {"lobby": 0, "garden": 0, "plans": 0}
+    await bob.reload()
+    await expect(names).to_have_text(["lobby", "garden", "plans"])
+    for name in ("lobby", "garden", "plans"):
+        await expect(chat_button(bob, name)).not_to_contain_text("unread")
     guard.assert_clean()
 
 
