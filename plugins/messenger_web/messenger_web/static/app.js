@@ -1,5 +1,5 @@
 // The Messenger web client: views and state over the public API (api.js) and live delivery (live.js).
-import {Api, ApiError, SESSION_ENDED, describe} from "./api.js";
+import {Api, ApiError, SESSION_ENDED, describe, serviceAway} from "./api.js";
 import {Live} from "./live.js";
 import {el, formatTime, byId} from "./dom.js";
 
@@ -58,7 +58,7 @@ function onApiError(error) {
     endSession(error.code);
     return;
   }
-  if (error.code === "database-unavailable" || error.code === "network-error") {
+  if (error.code === "database-unavailable" || error.code === "network-error" || serviceAway(error)) {
     say(describe(error), {sticky: true});
     watchRecovery();
     return;
@@ -73,7 +73,7 @@ function onApiError(error) {
   say(describe(error));
 }
 
-/** While the database or the server is away: probe /ping_db until it answers, then catch up. */
+/** While the database, the server or the way to it is away: probe /ping_db until it answers, then catch up. */
 function watchRecovery() {
   if (state.dbDown) return;
   state.dbDown = true;
@@ -181,6 +181,8 @@ async function loadChats() {
     list = localChats().map((c) => ({unread: 0, last_message: null, owner: false, ...old.get(c.chat_id), ...c}));
   }
   state.chats = new Map(list.map((c) => [c.chat_id, c]));
+  // the open chat is no longer the account's (its last member was removed): nothing there to read or write
+  if (state.listFromServer && state.openId && !state.chats.has(state.openId)) closeChat();
   renderChats();
 }
 
@@ -521,7 +523,11 @@ async function send(event) {
   }
   try {
     await api.post(chatId, userId, text);
-  } catch {
+  } catch (err) {
+    // a member removed (user-not-found: maybe the account has another one) or the account gone from the chat
+    if (err instanceof ApiError && ["user-not-found", "chat-not-found"].includes(err.code)) {
+      await loadChats().catch(() => {});
+    }
     return;
   }
   input.value = "";
