@@ -17,11 +17,12 @@ from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
 from auth_support import bearer, new_session
-from chats_support import join, new_chat, say
+from chats_support import join, new_chat, read_all, say
 from support import AppServer, TcpProxy, poll, serve_app
 from web_support import (FAST, WEB_PLUGINS, HostGuard, chat_button, create_chat, log_in, message_log, open_page,
                          register, send)
 
+MESSAGE_READ = re.compile(r"/v1/chats/[0-9a-f]{32}/messages\?")
 ASSET = re.compile(r'(?:src|href)="(/web/[0-9a-f]{16}/[a-z]+\.(?:js|css|svg))"')
 
 
@@ -111,35 +112,100 @@ async def join_by_link(page: Page, chat_id: str, invite: str | None = None) -> N
     await expect(page.get_by_role("button", name="Join")).to_be_hidden()
 
 
-async def test_older_messages_load_by_their_iterators_while_scrolling_up(
-        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+def reads_of(page: Page) -> list[str]:
+    """The URLs of the page's reads of chat messages from now on (not its long-polls, ``wait=``)."""
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url)
+            if MESSAGE_READ.search(request.url) and "wait=" not in request.url and request.method == "GET" else None)
+    return reads
+
+
+async def scroll_to_the_start(page: Page, first_text: str, steps: int) -> None:
+    """Scroll the message log up, a page at a time, until ``first_text`` is shown (at most ``steps`` times)."""
+    log = message_log(page)
+    articles = log.get_by_role("article")
+    for _ in range(steps):
+        if await log.locator(".text").first.inner_text() == first_text:
+            return
+        shown = await articles.count()
+        await log.evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
+        await expect(articles).not_to_have_count(shown)
+    await expect(log.locator(".text").first).to_have_text(first_text)
+
+
+async def test_older_messages_load_while_scrolling_up(web: AppServer, browser: Browser, guard: HostGuard) -> None:
     chat_id = await seeded_chat(web, "history", [f"line {number:03d}" for number in range(1, 131)])
     page = await open_page(browser, web.url, guard)
     await register(page, "bob")
-    reads: list[str] = []
-    page.on("request", lambda request: reads.append(request.url) if "/messages?" in request.url else None)
+    reads = reads_of(page)
     await join_by_link(page, chat_id)
     log = message_log(page)
     await expect(log).to_contain_text("line 130")
     articles = log.get_by_role("article")
-    shown = await articles.count()
-    assert 0 < shown < 130
-    assert "line 001" not in await log.inner_text()
-    before = len(reads)
-    for _ in range(10):
-        if "line 001" in await log.inner_text():
-            break
-        await log.evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
-        await expect(articles).not_to_have_count(shown)
-        shown = await articles.count()
-    await expect(log).to_contain_text("line 001")
-    assert await articles.count() == 130
+    await expect(articles).to_have_count(50)  # the newest page of 50
+    assert "line 080" not in await log.inner_text()
+    # bob's read marker is where he joined, after line 130: nothing after it, then the chat from its start
+    assert len(reads) == 2 and "&from=" in reads[0] and reads[1].endswith("?limit=1000"), reads
+    await scroll_to_the_start(page, "line 001", steps=5)
+    await expect(articles).to_have_count(130)
     texts = await log.locator(".text").all_inner_texts()
     assert texts == [f"line {n:03d}" for n in range(1, 131)]
-    # 130 messages are three pages of 50: the newest shown first, then the middle one read by its
-    # iterator, then the first one (whose iterator is the chat's start)
-    older = [url for url in reads[before:] if "wait=" not in url]
-    assert len(older) == 2 and "&from=" in older[0] and older[1].endswith("?limit=50"), older
+    assert len(reads) == 2, reads  # read once, shown 50 at a time
+    guard.assert_clean()
+
+
+async def post_many(web: AppServer, chat_id: str, session: str, user_id: str, texts: list[str]) -> None:
+    """Post ``texts`` to the chat, one after the other."""
+    client = web.client.with_headers(Authorization=f"session_id {session}")
+    for text in texts:
+        await say(client, chat_id, user_id, text)
+
+
+async def test_opening_a_long_chat_reads_a_few_chunks_not_every_page(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    writer = await new_session(web.client, "writer-long", "correct horse battery")
+    client = web.client.with_headers(Authorization=f"session_id {writer}")
+    chat_id = await new_chat(client, "long")
+    user_id = await join(client, chat_id, "writer")
+    await post_many(web, chat_id, writer, user_id, [f"early {number:04d}" for number in range(2500)])
+    page = await open_page(browser, web.url, guard, viewport={"width": 1100, "height": 700})
+    await register(page, "lou")
+    log = message_log(page)
+    articles = log.get_by_role("article")
+
+    # the first open in this browser: lou's read marker is at the end (he just joined), so the messages
+    # before it are walked from the start, a thousand a request (before: 50 a request, 51 requests)
+    reads = reads_of(page)
+    await join_by_link(page, chat_id)
+    stored = await read_all(client, chat_id)
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) == 4, reads  # after the marker (empty), then 1000 + 1000 + 500 from the start
+
+    # opened again (a reload): from the positions it remembered, whatever the chat's length
+    await page.reload()
+    reads.clear()
+    await chat_button(page, "long").click()
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) <= 2 and all("&from=" in url for url in reads), reads
+    await post_many(web, chat_id, writer, user_id, [f"later {number:04d}" for number in range(1500)])
+    await page.reload()
+    reads.clear()
+    await chat_button(page, "long").click()
+    stored = await read_all(client, chat_id)
+    assert len(stored) == 4000
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) <= 2 and all("&from=" in url for url in reads), reads  # the new 1500: two chunks
+
+    # and every older message comes back scrolling up, in order, the reads by their iterators
+    reads.clear()
+    await scroll_to_the_start(page, stored[0]["text"], steps=90)
+    assert await log.locator(".text").all_inner_texts() == [message["text"] for message in stored]
+    # a chunk (1000) a request at most, the last one from the chat's start
+    assert 1 <= len(reads) <= 4 and reads[-1].endswith("?limit=1000"), reads
+    assert all(url.endswith("?limit=1000") or "&from=" in url for url in reads), reads
     guard.assert_clean()
 
 

@@ -8,12 +8,13 @@ position the chat does not have, search with RabbitMQ cut, and the whole app gon
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, Request, Route, expect
+from playwright.async_api import Browser, Page, Request, Route, WebSocketRoute, expect
 
 from auth_support import bearer, new_session
 from chats_support import join, new_chat, say
@@ -52,6 +53,10 @@ class Answer:
             return
         self.hits.append(request.url)
         await route.fulfill(status=self.status, json={"message": self.code}, headers=self.headers)
+
+    async def answered_once(self) -> bool:
+        """Whether a request was answered (for ``poll``)."""
+        return len(self.hits) >= 1
 
     async def answered_twice(self) -> bool:
         """Whether two requests were answered (for ``poll``: a probe that keeps trying)."""
@@ -239,6 +244,13 @@ async def test_a_session_the_server_refuses_returns_to_the_login_with_the_reason
         await log_in(page, "ann")
         await chat_button(page, "sentences").click()
         await expect(ann.mine).to_be_visible()
+    # login itself refused while the password hashing queue is full: its own 503, no outage watch
+    await page.get_by_role("button", name="Log out").click()
+    async with Answer(page, re.compile(r"/v1/auth/login$"), "POST", 503, "service-unavailable"):
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await says(page, "Too many people are signing in right now. Try again in a moment.")
+    await log_in(page, "ann")
     ann.guard.assert_clean()
 
 
@@ -366,3 +378,121 @@ async def test_behind_nginx_the_app_gone_is_a_sentence_and_the_page_recovers(
     finally:
         nginx.stop()
         app.stop()
+
+
+#: An iterator of the right shape that the server refuses (its check does not match): 400 bad-cursor.
+FORGED_ITERATOR = "A" * 38
+
+
+async def test_a_position_the_chat_does_not_have_reopens_it_from_its_start(web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    page = await open_page(browser, web.url, guard)
+    await register(page, "flo")
+    await create_chat(page, "places")
+    for text in ("one", "two", "three"):
+        await send(page, text)
+    chat_id = await chat_button(page, "places").get_attribute("data-chat-id")
+    # what the browser remembers of the chat is wrong (say, another database's): the real server refuses it
+    await page.evaluate("([key, value]) => localStorage.setItem(key, value)",
+                        [f"messenger.anchors.flo.{chat_id}", json.dumps([FORGED_ITERATOR])])
+    await page.reload()
+    reads = message_reads(page)
+    await chat_button(page, "places").click()
+    await says(page, "The chat lost its place: reopening it at its newest messages.")
+    await expect(message_log(page).locator(".text")).to_have_text(["one", "two", "three"])
+    assert [FORGED_ITERATOR in url for url in reads] == [True, False], reads  # asked once, then from the start
+    assert reads[1].endswith("?limit=1000"), reads
+    stored = await page.evaluate("key => localStorage.getItem(key)", f"messenger.anchors.flo.{chat_id}")
+    assert FORGED_ITERATOR not in stored
+    await send(page, "four")
+    await expect(message_log(page).locator(".text")).to_have_text(["one", "two", "three", "four"])
+    guard.assert_clean()
+
+
+def wait_read(request: Request) -> bool:
+    """A long-poll."""
+    return "wait=" in request.url
+
+
+def message_reads(page: Page) -> list[str]:
+    """The page's GETs of chat messages from now on, long-polls included."""
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url)
+            if request.method == "GET" and MESSAGES.search(request.url) else None)
+    return reads
+
+
+async def test_a_long_poll_refused_with_bad_cursor_is_not_asked_again(env: dict[str, str], browser: Browser) -> None:
+    async with serve_app({**env, **FAST, "WEB_LONG_POLL_WAIT": "2"}, plugins=WEB_PLUGINS) as web:
+        await long_poll_refused(web, browser)
+
+
+async def long_poll_refused(web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    context = await guarded_context(browser, web.url, guard)
+
+    async def refuse(socket: WebSocketRoute) -> None:
+        await socket.close(code=1011)
+    await context.route_web_socket(re.compile(r".*/v1/events$"), refuse)  # long-polls carry the messages
+    page = await context.new_page()
+    await page.goto("/")
+    await register(page, "gil")
+    await create_chat(page, "polled")
+    await send(page, "before")
+    await expect(message_log(page)).to_contain_text("before")
+    session = await page.evaluate("localStorage.getItem('messenger.session')")
+    chat_id = await chat_button(page, "polled").get_attribute("data-chat-id")
+    me = (await web.client.get("/v1/chats", headers=bearer(session))).json["chats"][0]["my_user_ids"][0]
+    reads = message_reads(page)
+
+    # once: the client drops that iterator, reopens the chat (a read, not a poll), and follows it again
+    async with Answer(page, MESSAGES, "GET", 400, "bad-cursor", where=wait_read) as answer:
+        await poll(answer.answered_once, timeout=10)  # once the poll held meanwhile has answered
+        await says(page, "The chat lost its place: reopening it at its newest messages.")
+    after = reads[reads.index(answer.hits[0]) + 1:]
+    await expect(message_log(page).locator(".text")).to_have_text(["before"])
+    assert after and "wait=" not in after[0], after
+    resp = await web.client.post(f"/v1/chats/{chat_id}/messages?user_id={me}", {"message": "after"},
+                                 headers=bearer(session))
+    assert resp.status == 201, resp
+    await expect(message_log(page).locator(".text")).to_have_text(["before", "after"])
+
+    # refused again and again: reopened once, then left alone with a sentence (no loop of retries)
+    async with Answer(page, MESSAGES, "GET", 400, "bad-cursor", where=wait_read, times=None) as answer:
+        await poll(answer.answered_twice, timeout=10)
+        await says(page, "This chat cannot be read right now: open it again later.")
+        assert len(answer.hits) == 2, answer.hits
+        # the poll loop turns at least once more (it reloads the list meanwhile), asking nothing of the chat
+        async with page.expect_request(lambda request: CHATS.search(request.url) is not None, timeout=15_000):
+            pass
+        assert len(answer.hits) == 2, answer.hits
+    guard.assert_clean()
+
+
+async def test_a_bad_cursor_frame_of_the_stream_reopens_the_chat(web: AppServer, browser: Browser) -> None:
+    guard = HostGuard(web.url)
+    context = await guarded_context(browser, web.url, guard)
+    sockets: list[WebSocketRoute] = []
+
+    def through(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+    await context.route_web_socket(re.compile(r".*/v1/events$"), through)
+    page = await context.new_page()
+    await page.goto("/")
+    await register(page, "hal")
+    await create_chat(page, "streamed")
+    await send(page, "carried")
+    await expect(message_log(page)).to_contain_text("carried")
+    chat_id = await chat_button(page, "streamed").get_attribute("data-chat-id")
+    reads = message_reads(page)
+    sockets[-1].send(json.dumps({"type": "error", "message": "bad-cursor", "chat_id": chat_id}))
+    await says(page, "The chat lost its place: reopening it at its newest messages.")
+
+    async def reopened() -> bool:  # a read of the chat again, from its start
+        return any(url.endswith("?limit=1000") for url in reads)
+    await poll(reopened, timeout=10)
+    await expect(message_log(page).locator(".text")).to_have_text(["carried"])
+    await send(page, "still carried")
+    await expect(message_log(page).locator(".text")).to_have_text(["carried", "still carried"])
+    guard.assert_clean()

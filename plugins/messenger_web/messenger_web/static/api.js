@@ -174,11 +174,12 @@ const IN_CONTEXT = {
   "search bad-cursor": "The search results moved on: search again.",
 };
 
-/** Whether the error means the whole service is away (nginx answers for the app: 502, 504, or 503 outside
- * search, which answers 503 for its own broker or store), so that the client watches for its return. */
+/** Whether the error means the whole service is away (nginx answers for the app: 502, 504, or a 503 of
+ * anything but search, which answers 503 for its broker or store, and register or login, for a full
+ * password-hashing queue), so that the client watches for its return. */
 export function serviceAway(error) {
   if (error.code !== "service-unavailable") return false;
-  return error.status !== 503 || context(error) !== "search";
+  return error.status !== 503 || !["search", "auth"].includes(context(error));
 }
 
 /** What a person reads for an error (its code, for 429 its wait, and what the request was). */
@@ -188,7 +189,8 @@ export function describe(error) {
     return `Too many requests: wait ${wait} s and try again.`;
   }
   if (error.code === "service-unavailable" && !serviceAway(error)) {
-    return "Search is unavailable right now. Try again in a moment.";
+    return context(error) === "auth" ? "Too many people are signing in right now. Try again in a moment."
+      : "Search is unavailable right now. Try again in a moment.";
   }
   return IN_CONTEXT[`${context(error)} ${error.code}`] || SENTENCES[error.code]
     || `The server answered ${error.status} (${error.code}).`;
