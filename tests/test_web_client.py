@@ -229,6 +229,13 @@ async def test_search_finds_a_message_and_opening_the_result_shows_it(
     await expect(found).to_contain_text("the zebra crossing is closed today")
     await expect(found).to_be_in_viewport()
     await page.get_by_role("textbox", name="Message", exact=True).fill("Thanks! I'll take the bridge then")
+    # meanwhile in the book club (an open chat: its id lets a friend in), two answers: cleo's count goes up
+    book_club = await chat_button(page, "book club").get_attribute("data-chat-id")
+    friend = web.client.with_headers(**bearer(await new_session(web.client, "dana")))
+    dana = await join(friend, book_club, "dana")
+    await say(friend, book_club, dana, "Le Guin! I'm in")
+    await say(friend, book_club, dana, "Can we meet on Thursday?")
+    await expect(chat_button(page, "book club")).to_contain_text("2 unread")
     # the README's picture (`make screenshot` saves it as docs/web-client.png)
     await page.screenshot(path=str(web_screenshot))
     assert web_screenshot.read_bytes().startswith(b"\x89PNG")
