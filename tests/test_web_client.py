@@ -17,11 +17,12 @@ from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
 from auth_support import bearer, new_session
-from chats_support import join, new_chat, say
+from chats_support import join, new_chat, read_all, say
 from support import AppServer, TcpProxy, poll, serve_app
 from web_support import (FAST, WEB_PLUGINS, HostGuard, chat_button, create_chat, log_in, message_log, open_page,
                          register, send)
 
+MESSAGE_READ = re.compile(r"/v1/chats/[0-9a-f]{32}/messages\?")
 ASSET = re.compile(r'(?:src|href)="(/web/[0-9a-f]{16}/[a-z]+\.(?:js|css|svg))"')
 
 
@@ -90,7 +91,7 @@ async def test_register_log_out_log_in_create_a_chat_and_send_with_enter(
     assert (await web.client.get(f"/v1/chats/{chat_id}/messages?limit=1", headers=bearer(session))).status == 401
     await log_in(page, "ann")
     await expect(page.get_by_role("button", name="New chat")).to_be_visible()
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def seeded_chat(web: AppServer, name: str, texts: list[str]) -> str:
@@ -111,36 +112,101 @@ async def join_by_link(page: Page, chat_id: str, invite: str | None = None) -> N
     await expect(page.get_by_role("button", name="Join")).to_be_hidden()
 
 
-async def test_older_messages_load_by_their_iterators_while_scrolling_up(
-        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+def reads_of(page: Page) -> list[str]:
+    """The URLs of the page's reads of chat messages from now on (not its long-polls, ``wait=``)."""
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url)
+            if MESSAGE_READ.search(request.url) and "wait=" not in request.url and request.method == "GET" else None)
+    return reads
+
+
+async def scroll_to_the_start(page: Page, first_text: str, steps: int) -> None:
+    """Scroll the message log up, a page at a time, until ``first_text`` is shown (at most ``steps`` times)."""
+    log = message_log(page)
+    articles = log.get_by_role("article")
+    for _ in range(steps):
+        if await log.locator(".text").first.inner_text() == first_text:
+            return
+        shown = await articles.count()
+        await log.evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
+        await expect(articles).not_to_have_count(shown)
+    await expect(log.locator(".text").first).to_have_text(first_text)
+
+
+async def test_older_messages_load_while_scrolling_up(web: AppServer, browser: Browser, guard: HostGuard) -> None:
     chat_id = await seeded_chat(web, "history", [f"line {number:03d}" for number in range(1, 131)])
     page = await open_page(browser, web.url, guard)
     await register(page, "bob")
-    reads: list[str] = []
-    page.on("request", lambda request: reads.append(request.url) if "/messages?" in request.url else None)
+    reads = reads_of(page)
     await join_by_link(page, chat_id)
     log = message_log(page)
     await expect(log).to_contain_text("line 130")
     articles = log.get_by_role("article")
-    shown = await articles.count()
-    assert 0 < shown < 130
-    assert "line 001" not in await log.inner_text()
-    before = len(reads)
-    for _ in range(10):
-        if "line 001" in await log.inner_text():
-            break
-        await log.evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
-        await expect(articles).not_to_have_count(shown)
-        shown = await articles.count()
-    await expect(log).to_contain_text("line 001")
-    assert await articles.count() == 130
+    await expect(articles).to_have_count(50)  # the newest page of 50
+    assert "line 080" not in await log.inner_text()
+    # bob's read marker is where he joined, after line 130: nothing after it, then the chat from its start
+    assert len(reads) == 2 and "&from=" in reads[0] and reads[1].endswith("?limit=1000"), reads
+    await scroll_to_the_start(page, "line 001", steps=5)
+    await expect(articles).to_have_count(130)
     texts = await log.locator(".text").all_inner_texts()
     assert texts == [f"line {n:03d}" for n in range(1, 131)]
-    # 130 messages are three pages of 50: the newest shown first, then the middle one read by its
-    # iterator, then the first one (whose iterator is the chat's start)
-    older = [url for url in reads[before:] if "wait=" not in url]
-    assert len(older) == 2 and "&from=" in older[0] and older[1].endswith("?limit=50"), older
-    assert not guard.blocked, guard.blocked
+    assert len(reads) == 2, reads  # read once, shown 50 at a time
+    guard.assert_clean()
+
+
+async def post_many(web: AppServer, chat_id: str, session: str, user_id: str, texts: list[str]) -> None:
+    """Post ``texts`` to the chat, one after the other."""
+    client = web.client.with_headers(Authorization=f"session_id {session}")
+    for text in texts:
+        await say(client, chat_id, user_id, text)
+
+
+async def test_opening_a_long_chat_reads_a_few_chunks_not_every_page(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    writer = await new_session(web.client, "writer-long", "correct horse battery")
+    client = web.client.with_headers(Authorization=f"session_id {writer}")
+    chat_id = await new_chat(client, "long")
+    user_id = await join(client, chat_id, "writer")
+    await post_many(web, chat_id, writer, user_id, [f"early {number:04d}" for number in range(2500)])
+    page = await open_page(browser, web.url, guard, viewport={"width": 1100, "height": 700})
+    await register(page, "lou")
+    log = message_log(page)
+    articles = log.get_by_role("article")
+
+    # the first open in this browser: lou's read marker is at the end (he just joined), so the messages
+    # before it are walked from the start, a thousand a request (before: 50 a request, 51 requests)
+    reads = reads_of(page)
+    await join_by_link(page, chat_id)
+    stored = await read_all(client, chat_id)
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) == 4, reads  # after the marker (empty), then 1000 + 1000 + 500 from the start
+
+    # opened again (a reload): from the positions it remembered, whatever the chat's length
+    await page.reload()
+    reads.clear()
+    await chat_button(page, "long").click()
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) <= 2 and all("&from=" in url for url in reads), reads
+    await post_many(web, chat_id, writer, user_id, [f"later {number:04d}" for number in range(1500)])
+    await page.reload()
+    reads.clear()
+    await chat_button(page, "long").click()
+    stored = await read_all(client, chat_id)
+    assert len(stored) == 4000
+    await expect(log.locator(".text").last).to_have_text(stored[-1]["text"])
+    await expect(articles).to_have_count(50)
+    assert len(reads) <= 2 and all("&from=" in url for url in reads), reads  # the new 1500: two chunks
+
+    # and every older message comes back scrolling up, in order, the reads by their iterators
+    reads.clear()
+    await scroll_to_the_start(page, stored[0]["text"], steps=90)
+    assert await log.locator(".text").all_inner_texts() == [message["text"] for message in stored]
+    # a chunk (1000) a request at most, the last one from the chat's start
+    assert 1 <= len(reads) <= 4 and reads[-1].endswith("?limit=1000"), reads
+    assert all(url.endswith("?limit=1000") or "&from=" in url for url in reads), reads
+    guard.assert_clean()
 
 
 async def test_search_finds_a_message_and_opening_the_result_shows_it(
@@ -163,10 +229,17 @@ async def test_search_finds_a_message_and_opening_the_result_shows_it(
     await expect(found).to_contain_text("the zebra crossing is closed today")
     await expect(found).to_be_in_viewport()
     await page.get_by_role("textbox", name="Message", exact=True).fill("Thanks! I'll take the bridge then")
+    # meanwhile in the book club (an open chat: its id lets a friend in), two answers: cleo's count goes up
+    book_club = await chat_button(page, "book club").get_attribute("data-chat-id")
+    friend = web.client.with_headers(**bearer(await new_session(web.client, "dana")))
+    dana = await join(friend, book_club, "dana")
+    await say(friend, book_club, dana, "Le Guin! I'm in")
+    await say(friend, book_club, dana, "Can we meet on Thursday?")
+    await expect(chat_button(page, "book club")).to_contain_text("2 unread")
     # the README's picture (`make screenshot` saves it as docs/web-client.png)
     await page.screenshot(path=str(web_screenshot))
     assert web_screenshot.read_bytes().startswith(b"\x89PNG")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_a_wrong_password_then_429_with_its_wait(env: dict[str, str], browser: Browser) -> None:
@@ -193,7 +266,7 @@ async def test_a_wrong_password_then_429_with_its_wait(env: dict[str, str], brow
         await expect(alert).to_have_text(limited)
         wait = int(re.search(r"\d+", await alert.inner_text()).group())
         assert 1 <= wait <= 60
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
 
 
 async def test_an_expired_session_returns_to_the_login_with_a_message(env: dict[str, str], browser: Browser) -> None:
@@ -206,7 +279,7 @@ async def test_an_expired_session_returns_to_the_login_with_a_message(env: dict[
         await expect(page.get_by_role("button", name="Log in")).to_be_visible()
         assert await page.evaluate("localStorage.getItem('messenger.session')") is None
         await log_in(page, "eve")
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
 
 
 async def test_a_clear_message_while_postgres_is_down_and_it_goes_when_it_is_back(
@@ -233,7 +306,7 @@ async def test_a_clear_message_while_postgres_is_down_and_it_goes_when_it_is_bac
             await expect(page.locator("#banner")).to_be_hidden(timeout=20_000)
             await page.get_by_role("button", name="Send").click()
             await expect(message_log(page)).to_contain_text("during the outage")
-            assert not guard.blocked, guard.blocked
+            guard.assert_clean()
     finally:
         proxy.close()
 
@@ -242,15 +315,50 @@ async def test_the_guard_records_and_blocks_a_request_to_another_host(
         web: AppServer, browser: Browser, guard: HostGuard) -> None:
     page = await open_page(browser, web.url, guard)
     await expect(page.get_by_role("button", name="Log in")).to_be_visible()
-    assert not guard.blocked, guard.blocked
-    # inside the app the content security policy refuses it before it is a request
+    guard.assert_clean()
+    # inside the app the content security policy refuses it before it is a request; the guard hears of it
     outcome = await page.evaluate("fetch('http://127.0.0.2:9/x').then(() => 'sent', () => 'refused')")
     assert outcome == "refused"
     assert not guard.blocked, guard.blocked
+
+    async def reported() -> bool:
+        return guard.violations == ["connect-src http://127.0.0.2:9/x"]
+    await poll(reported, timeout=5)
+    guard.violations.clear()
     # a navigation is not the app's to stop: the guard is what blocks and records it
     with pytest.raises(PlaywrightError):
         await page.goto("http://127.0.0.2:9/y")
     assert guard.blocked == ["http://127.0.0.2:9/y"]
+
+
+async def test_the_guard_records_and_blocks_a_websocket_to_another_host(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    # without the policy (bypass_csp) a page could open one: the guard, not the policy, stops it here
+    page = await open_page(browser, web.url, guard, bypass_csp=True)
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    closed = await page.evaluate("""() => new Promise((resolve) => {
+        const socket = new WebSocket("ws://127.0.0.2:9/elsewhere");
+        socket.onopen = () => resolve("open");
+        socket.onclose = (event) => resolve(`closed ${event.code}`);
+    })""")
+    assert closed.startswith("closed"), closed
+    assert guard.blocked == ["ws://127.0.0.2:9/elsewhere"]
+    assert not guard.violations, guard.violations
+    # the app's own stream on its origin still goes through (the page registers and gets "ready")
+    guard.blocked.clear()
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    await register(page, "wes")
+    await expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    ready = await page.evaluate("""() => new Promise((resolve) => {
+        const socket = new WebSocket(`ws://${location.host}/v1/events`);
+        socket.onopen = () => socket.send(JSON.stringify(
+            {type: "auth", session_id: localStorage.getItem("messenger.session")}));
+        socket.onmessage = (event) => { resolve(JSON.parse(event.data).type); socket.close(); };
+    })""")
+    assert ready == "ready"
+    assert sockets and all(url.endswith("/v1/events") for url in sockets), sockets
+    guard.assert_clean()
 
 
 async def test_a_phone_sized_screen_shows_one_pane_at_a_time(
@@ -262,7 +370,7 @@ async def test_a_phone_sized_screen_shows_one_pane_at_a_time(
     await page.get_by_role("button", name="Back to chats").click()
     await expect(chat_button(page, "pocket")).to_be_visible()
     await expect(page.get_by_role("log")).to_be_hidden()
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_timestamps_in_the_readers_locale_and_time_zone(
@@ -279,7 +387,7 @@ async def test_timestamps_in_the_readers_locale_and_time_zone(
     # German 24-hour time in UTC+05:30, wherever the test machine is
     assert re.search(rf"(^|\D)0?{local.hour}:{local.minute:02d}($|\D)", shown), (shown, local)
     assert "AM" not in shown and "PM" not in shown
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_light_and_dark_follow_the_systems_preference(
@@ -292,7 +400,7 @@ async def test_light_and_dark_follow_the_systems_preference(
     light = [int(v) for v in re.findall(r"\d+", backgrounds["light"])[:3]]
     dark = [int(v) for v in re.findall(r"\d+", backgrounds["dark"])[:3]]
     assert sum(light) > 600 and sum(dark) < 150, backgrounds
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_keyboard_only_from_sign_up_to_a_sent_message(
@@ -327,4 +435,4 @@ async def test_keyboard_only_from_sign_up_to_a_sent_message(
     await keys.press("Enter")
     await expect(message_log(page).locator(".text")).to_have_text(["first line\nsecond line"])
     await expect(box).to_have_value("")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()

@@ -5,14 +5,16 @@ and a worker restart.  These need the Conversations and Real-time parts of API.m
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, expect
 
 from auth_support import bearer, login
-from support import AppServer, start_api
-from web_support import (FAST, HostGuard, chat_button, create_chat, message_log, open_page, register, send)
+from support import AppServer, poll, start_api
+from web_support import (FAST, HostGuard, chat_button, create_chat, guarded_context, message_log, open_page, register,
+                         send)
 
 LIVE_MS = 2000  # "sees it within two seconds, without reloading"
 
@@ -56,18 +58,39 @@ async def test_two_people_a_private_chat_an_invite_link_and_messages_both_ways_l
     await expect(message_log(ann).get_by_role("article")).to_have_count(2)
     await expect(message_log(bob).get_by_role("article")).to_have_count(2)
 
-    # a third chat: bob keeps "plans" open while ann writes in "lobby"; his count goes up live
+    # two more chats: bob keeps "plans" open while ann writes in "lobby"; its count goes up live, "garden"
+    # stays read, and "lobby" moves to the top of his list (the newest message first)
     await create_chat(ann, "lobby")
     await join_by(bob, await invite_link(ann), "lobby")
+    await create_chat(ann, "garden")
+    await join_by(bob, await invite_link(ann), "garden")
     await chat_button(bob, "plans").click()
+    names = bob.get_by_role("list", name="Chats").locator(".chat-name")
+    await expect(names).to_have_text(["garden", "lobby", "plans"])  # no messages yet: by when he joined
+    await chat_button(ann, "lobby").click()
     for number in range(1, 4):
         await send(ann, f"lobby news {number}")
         await expect(chat_button(bob, "lobby")).to_contain_text(f"{number} unread", timeout=LIVE_MS)
+        await expect(names).to_have_text(["lobby", "garden", "plans"])
+        await expect(chat_button(bob, "garden")).not_to_contain_text("unread")
+        await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
     await chat_button(bob, "lobby").click()
     await expect(message_log(bob)).to_contain_text("lobby news 3")
     await expect(chat_button(bob, "lobby")).not_to_contain_text("unread")
-    await expect(chat_button(bob, "plans")).not_to_contain_text("unread")
-    assert not guard.blocked, guard.blocked
+    # opening it moved his read marker at the server: the API says so, and a reload shows no count
+    session = await bob.evaluate("localStorage.getItem('messenger.session')")
+
+    async def unread_at_server() -> dict[str, int] | None:
+        resp = await web.client.get("/v1/chats", headers=bearer(session))
+        assert resp.status == 200, resp
+        counts = {chat["chat_name"]: chat["unread"] for chat in resp.json["chats"]}
+        return counts if counts["lobby"] == 0 else None
+    assert await poll(unread_at_server, timeout=5) == {"lobby": 0, "garden": 0, "plans": 0}
+    await bob.reload()
+    await expect(names).to_have_text(["lobby", "garden", "plans"])
+    for name in ("lobby", "garden", "plans"):
+        await expect(chat_button(bob, name)).not_to_contain_text("unread")
+    guard.assert_clean()
 
 
 async def test_edit_and_delete_are_seen_live_by_the_other_side(web: AppServer, browser: Browser) -> None:
@@ -104,15 +127,13 @@ async def test_edit_and_delete_are_seen_live_by_the_other_side(web: AppServer, b
     await chat_button(bob, "edits").click()
     await expect(message_log(bob)).to_contain_text("bob's own words")
     await expect(message_log(bob)).not_to_contain_text("without a typo")
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
 
 
 async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppServer, browser: Browser) -> None:
     guard = HostGuard(web.url)
     ann = await open_page(browser, web.url, guard)
-    bob_context = await browser.new_context(base_url=web.url)
-    bob_context.set_default_timeout(10_000)
-    await bob_context.route("**/*", guard.handle)
+    bob_context = await guarded_context(browser, web.url, guard)
     refused: list[str] = []
 
     async def refuse(socket: WebSocketRoute) -> None:
@@ -132,7 +153,32 @@ async def test_when_the_websocket_fails_long_polls_carry_the_messages(web: AppSe
     await send(bob, "and back over the socket")
     await expect(message_log(ann)).to_contain_text("and back over the socket", timeout=LIVE_MS)
     assert refused and polls, (refused, polls)
-    assert not guard.blocked, guard.blocked
+    guard.assert_clean()
+
+
+class Streams:
+    """The WebSockets a page opens, and how many of them got the server's ``ready`` frame."""
+
+    def __init__(self, page: Page) -> None:
+        self.opened: list[str] = []
+        self.ready = 0
+        page.on("websocket", self.opening)
+
+    def opening(self, socket: WebSocket) -> None:
+        self.opened.append(socket.url)
+        socket.on("framereceived", self.received)
+
+    def received(self, payload: str | bytes) -> None:
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(frame, dict) and frame.get("type") == "ready":
+            self.ready += 1
+
+    async def ready_count(self) -> int:
+        """How many streams were ready (for ``poll``)."""
+        return self.ready
 
 
 async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
@@ -143,8 +189,11 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
     try:
         guard = HostGuard(client.base_url)
         ann = await open_page(browser, client.base_url, guard)
+        streams = Streams(ann)
         await register(ann, "ann")
         await create_chat(ann, "steady")
+        await poll(streams.ready_count, timeout=10)
+        assert len(streams.opened) == 1, streams.opened
         await send(ann, "before the restart")
         await expect(message_log(ann)).to_contain_text("before the restart")
         session = await ann.evaluate("localStorage.getItem('messenger.session')")
@@ -160,6 +209,12 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
             assert resp.status == 201, resp
         log = message_log(ann)
         await expect(log).to_contain_text("after the restart 3", timeout=15_000)
+
+        # it came back over a new stream, not the long-poll fallback: a second socket opened and was ready
+        async def second_ready() -> bool:
+            return await streams.ready_count() >= 2
+        await poll(second_ready, timeout=15)
+        assert all(url.endswith("/v1/events") for url in streams.opened), streams.opened
         texts = await log.locator(".text").all_inner_texts()
         assert texts == ["before the restart"] + [f"after the restart {n}" for n in range(1, 4)]
         await send(ann, "still here")
@@ -170,6 +225,6 @@ async def test_the_client_resumes_after_the_worker_restarts_and_misses_nothing(
         # a reload keeps the session: the app comes back, not the login
         await ann.reload()
         await expect(ann.get_by_role("button", name="Log out")).to_be_visible()
-        assert not guard.blocked, guard.blocked
+        guard.assert_clean()
     finally:
         proc.stop()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocketRoute, async_playwright, expect
 
 from support import ALL_PLUGINS
 
@@ -32,29 +32,74 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+#: Run in every page before its own scripts: each refusal of the content security policy is reported to the
+#: guard (an exposed binding, so the records survive reloads and navigations).
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolation(`${event.effectiveDirective} ${event.blockedURI}`);
+});
+"""
+
+
 @dataclass
 class HostGuard:
-    """Lets requests to the app's origin through; blocks and records every other one."""
+    """Lets requests and WebSockets to the app's origin through; blocks and records every other one,
+    and records every refusal of the content security policy."""
 
     origin: str
     blocked: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def ours(self, url: str) -> bool:
+        """Whether ``url`` is on the app's origin (a WebSocket's ws: scheme counts as the page's http:)."""
+        parts = urlsplit(url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        return f"{scheme}://{parts.netloc}" == self.origin
+
+    def violated(self, what: str) -> None:
+        """Called by the page's listener: ``"<directive> <blocked URI>"``."""
+        self.violations.append(what)
 
     async def handle(self, route: Route) -> None:
         """Route handler for ``context.route("**/*", ...)``."""
         url = route.request.url
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" == self.origin:
+        if self.ours(url):
             await route.continue_()
         else:
             self.blocked.append(url)
             await route.abort()
 
+    async def handle_socket(self, socket: WebSocketRoute) -> None:
+        """Route handler for ``context.route_web_socket("**/*", ...)``: the app's own stream goes to it."""
+        if self.ours(socket.url):
+            socket.connect_to_server()
+        else:
+            self.blocked.append(socket.url)
+            await socket.close(code=1008, reason="blocked by the test")
 
-async def open_page(browser: Browser, url: str, guard: HostGuard, **context: Any) -> Page:
-    """A new context (its own storage: another person) with the guard, at the app's page."""
+    async def watch(self, context: BrowserContext) -> None:
+        """Guard every request, WebSocket and page of ``context``."""
+        await context.expose_function("cspViolation", self.violated)
+        await context.add_init_script(_CSP_LISTENER)
+        await context.route("**/*", self.handle)
+        await context.route_web_socket(lambda url: True, self.handle_socket)
+
+    def assert_clean(self) -> None:
+        """Nothing left for another host, and the content security policy refused nothing."""
+        assert not self.blocked and not self.violations, (self.blocked, self.violations)
+
+
+async def guarded_context(browser: Browser, url: str, guard: HostGuard, **context: Any) -> BrowserContext:
+    """A new context (its own storage: another person) under the guard."""
     ctx = await browser.new_context(base_url=url, **context)
     ctx.set_default_timeout(TIMEOUT_MS)
-    await ctx.route("**/*", guard.handle)
+    await guard.watch(ctx)
+    return ctx
+
+
+async def open_page(browser: Browser, url: str, guard: HostGuard, **context: Any) -> Page:
+    """A new guarded context at the app's page."""
+    ctx = await guarded_context(browser, url, guard, **context)
     page = await ctx.new_page()
     await page.goto("/")
     return page

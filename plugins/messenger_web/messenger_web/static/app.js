@@ -1,9 +1,11 @@
 // The Messenger web client: views and state over the public API (api.js) and live delivery (live.js).
-import {Api, ApiError, SESSION_ENDED, describe} from "./api.js";
+import {Api, ApiError, SESSION_ENDED, describe, serviceAway} from "./api.js";
 import {Live} from "./live.js";
 import {el, formatTime, byId} from "./dom.js";
 
-const PAGE = 50;              // messages per page read, and per page shown when scrolling up
+const PAGE = 50;              // messages shown at a time (at the open, and per scroll up)
+const CHUNK = 1000;           // messages per page read: the API's largest limit
+const MAX_ANCHORS = 100;      // iterators remembered per chat (any subset of them works: gaps are walked)
 const SEARCH_POLL_MS = 250;
 const SEARCH_DEADLINE_MS = 20000;
 
@@ -14,10 +16,14 @@ const state = {
   openId: null,
   openToken: 0,                // bumps on every open: late answers for another chat are dropped
   members: new Map(),          // user_id -> user_name of the open chat
-  pages: [],                   // [{from, ids}] of the open chat, oldest first
-  firstShown: 0,               // index in pages of the oldest page on screen
+  anchors: [null],             // known iterators of the open chat, oldest first (null: its start)
+  loadedFrom: 0,               // index in anchors: every message after it is read (shown, or in older)
+  older: [],                   // messages read but not shown yet, older than the first one shown
+  known: new Set(),            // ids of the messages read (shown or in older)
+  sinceAnchor: 0,              // messages after the last anchor: past CHUNK, the tail becomes one
   shown: new Map(),            // message_id -> element on screen
   tail: null,                  // iterator after the newest message of the open chat
+  lost: null,                  // the chat reopened after a bad-cursor, until it makes progress
   loadingOlder: false,
   pendingJoin: null,           // {chatId, invite} from an invite link
   dbDown: false,
@@ -43,6 +49,7 @@ function clearBanner() {
 const api = new Api(onApiError);
 const live = new Live(api, {
   messages: onLiveMessages,
+  lost: (chatId) => chatLost(chatId),
   edited: onLiveEdited,
   deleted: onLiveDeleted,
   joined: () => scheduleChats(),
@@ -58,7 +65,7 @@ function onApiError(error) {
     endSession(error.code);
     return;
   }
-  if (error.code === "database-unavailable" || error.code === "network-error") {
+  if (error.code === "database-unavailable" || error.code === "network-error" || serviceAway(error)) {
     say(describe(error), {sticky: true});
     watchRecovery();
     return;
@@ -73,7 +80,7 @@ function onApiError(error) {
   say(describe(error));
 }
 
-/** While the database or the server is away: probe /ping_db until it answers, then catch up. */
+/** While the database, the server or the way to it is away: probe /ping_db until it answers, then catch up. */
 function watchRecovery() {
   if (state.dbDown) return;
   state.dbDown = true;
@@ -88,7 +95,7 @@ function watchRecovery() {
     clearBanner();
     if (api.session) {
       await loadChats().catch(() => {});
-      if (state.openId && !state.pages.length) openChat(state.openId);
+      if (state.openId && state.tail === null) openChat(state.openId, {recovering: true});
     }
   };
   setTimeout(probe, 1500);
@@ -136,6 +143,7 @@ async function logIn(register) {
 
 async function logOut() {
   live.stop();
+  forgetAllAnchors();
   try { await api.logout(); } catch { /* the session ends here either way */ }
   api.setSession(null);
   closeChat();
@@ -181,6 +189,8 @@ async function loadChats() {
     list = localChats().map((c) => ({unread: 0, last_message: null, owner: false, ...old.get(c.chat_id), ...c}));
   }
   state.chats = new Map(list.map((c) => [c.chat_id, c]));
+  // the open chat is no longer the account's (its last member was removed): nothing there to read or write
+  if (state.listFromServer && state.openId && !state.chats.has(state.openId)) closeChat();
   renderChats();
 }
 
@@ -317,9 +327,7 @@ async function showInvite() {
 function closeChat() {
   state.openId = null;
   state.openToken += 1;
-  state.pages = [];
-  state.shown = new Map();
-  state.tail = null;
+  resetReading([null]);
   byId("chat-box").hidden = true;
   byId("join-box").hidden = true;
   byId("empty-pane").hidden = false;
@@ -349,16 +357,120 @@ async function loadMembers(chatId, token) {
   } catch { /* a server without the member list: short ids are shown */ }
 }
 
-/** Open a chat: walk its pages to the end, show the newest, follow it live from there. */
-async function openChat(chatId, {focus = null} = {}) {
+// The API pages forward only, from an iterator.  To show a chat's newest messages without reading all of it,
+// the client keeps "anchors": iterators it has seen, a chunk (CHUNK messages) apart, in this browser's storage.
+// An open reads forward from the last anchor (one or two requests, whatever the chat's length); scrolling up
+// shows what was read, PAGE at a time, and reads the chunk before by its anchor when that runs out.  A chat
+// first opened in this browser starts at the account's read marker (the summary's read_iterator) and, for the
+// messages before it, walks from the chat's start, a chunk a request, leaving anchors for the next time.
+
+function anchorKey(chatId) { return `messenger.anchors.${state.user}.${chatId}`; }
+
+function storedAnchors(chatId) {
+  try {
+    const list = JSON.parse(localStorage.getItem(anchorKey(chatId)));
+    if (Array.isArray(list) && list.length && list.every((a) => typeof a === "string" && /^[\w-]{1,64}$/.test(a))) {
+      return [null, ...list];
+    }
+  } catch { /* none, or not ours */ }
+  return null;
+}
+
+function saveAnchors(chatId) {
+  if (chatId !== state.openId) return;
+  const list = state.anchors.slice(1).slice(-MAX_ANCHORS);
+  try { localStorage.setItem(anchorKey(chatId), JSON.stringify(list)); } catch { /* storage full: fine */ }
+}
+
+function forgetAnchors(chatId) { localStorage.removeItem(anchorKey(chatId)); }
+
+function forgetAllAnchors() {
+  const prefix = `messenger.anchors.${state.user}.`;
+  for (const key of Object.keys(localStorage)) if (key.startsWith(prefix)) localStorage.removeItem(key);
+}
+
+function resetReading(anchors) {
+  state.anchors = anchors;
+  state.loadedFrom = anchors.length - 1;
+  state.older = [];
+  state.known = new Set();
+  state.sinceAnchor = 0;
+  state.shown = new Map();
+  state.tail = null;
+}
+
+/** Read forward from the last anchor to the newest message: its messages and the tail iterator. */
+async function readNewest(chatId, token) {
+  const messages = [];
+  let from = state.anchors[state.anchors.length - 1];
+  for (;;) {
+    const page = await api.messages(chatId, CHUNK, from);
+    if (token !== state.openToken) return null;
+    messages.push(...page.messages);
+    from = page.next.iterator;
+    // a short page is the end (or its byte limit): what follows arrives through live.follow(tail)
+    if (page.messages.length < CHUNK) break;
+    state.anchors.push(from);
+  }
+  state.sinceAnchor = messages.length % CHUNK;
+  return {messages, tail: from};
+}
+
+/** Read the messages just before the oldest one read, by the anchor before it (walking forward from there,
+ * leaving anchors, when it is more than a chunk away); false when the chat's start is read already. */
+async function readChunkBefore(chatId, token) {
+  if (state.loadedFrom <= 0) return false;
+  const first = state.loadedFrom - 1;
+  let at = first;
+  const upper = state.anchors[state.loadedFrom];
+  const found = [];
+  let from = state.anchors[first];
+  for (;;) {
+    const page = await api.messages(chatId, CHUNK, from);
+    if (token !== state.openToken) return null;
+    let reached = !page.messages.length || page.next.iterator === upper;
+    for (const message of page.messages) {
+      if (state.known.has(message.message_id)) { reached = true; break; }
+      found.push(message);
+    }
+    if (reached) break;
+    from = page.next.iterator;
+    at += 1;
+    state.anchors.splice(at, 0, from); // a position between the two: the next time, a chunk is one request
+  }
+  state.loadedFrom = first;
+  for (const message of found) state.known.add(message.message_id);
+  state.older = found.concat(state.older);
+  return true;
+}
+
+/** A read of the open chat answered bad-cursor: its remembered positions are wrong.  Reopen it from its
+ * start, once; a chat lost again before it made any progress is left alone (no loop of reopenings). */
+function chatLost(chatId) {
+  if (chatId !== state.openId) return;
+  forgetAnchors(chatId);
+  if (state.lost === chatId) {
+    live.follow(null, null);
+    say("This chat cannot be read right now: open it again later.", {sticky: true});
+    return;
+  }
+  say(describe({code: "bad-cursor"}));
+  openChat(chatId, {fresh: true});
+}
+
+function isBadCursor(err) { return err instanceof ApiError && err.code === "bad-cursor"; }
+
+/** Open a chat: read its newest messages, show the last PAGE of them, follow it live from there. */
+async function openChat(chatId, {focus = null, fresh = false, recovering = false} = {}) {
   const chat = state.chats.get(chatId);
   if (!chat) return;
+  if (!fresh && !recovering) state.lost = null;
+  if (fresh) state.lost = chatId;
   state.openId = chatId;
   const token = ++state.openToken;
-  state.pages = [];
-  state.shown = new Map();
+  const start = fresh ? null : storedAnchors(chatId);
+  resetReading(start || (!fresh && chat.read_iterator ? [null, chat.read_iterator] : [null]));
   state.members = new Map();
-  state.tail = null;
   byId("join-box").hidden = true;
   byId("empty-pane").hidden = true;
   byId("invite-box").hidden = true;
@@ -368,35 +480,31 @@ async function openChat(chatId, {focus = null} = {}) {
   document.body.classList.add("chat-open");
   renderChats();
   loadMembers(chatId, token);
-  let from = null;
-  let last = [];
+  let newest;
   try {
-    for (;;) {
-      const page = await api.messages(chatId, PAGE, from);
-      if (token !== state.openToken) return;
-      if (!page.messages.length) {
-        from = page.next.iterator;
-        break;
-      }
-      state.pages.push({from, ids: page.messages.map((m) => m.message_id)});
-      last = page.messages;
-      from = page.next.iterator;
+    newest = await readNewest(chatId, token);
+    if (newest === null) return;
+    for (const message of newest.messages) state.known.add(message.message_id);
+    state.older = newest.messages;
+    // enough to show, or (opening a search result) down to the message sought
+    while (focus ? !state.known.has(focus) : state.older.length < PAGE) {
+      const more = await readChunkBefore(chatId, token);
+      if (more === null) return;
+      if (!more) break;
     }
-  } catch {
+  } catch (err) {
+    if (isBadCursor(err) && token === state.openToken) chatLost(chatId);
     return;
   }
-  state.tail = from;
-  let first = state.pages.length - 1;
-  if (focus) {
-    const at = state.pages.findIndex((p) => p.ids.includes(focus));
-    if (at >= 0) first = at;
+  let cut = Math.max(state.older.length - PAGE, 0);
+  if (focus && state.known.has(focus)) {
+    cut = Math.min(cut, Math.max(state.older.findIndex((m) => m.message_id === focus) - 5, 0));
   }
-  state.firstShown = Math.max(first, 0);
-  if (state.pages.length) {
-    const shown = state.firstShown === state.pages.length - 1 ? last : await readPages(chatId, state.firstShown, token);
-    if (shown === null) return;
-    appendMessages(shown, {scroll: false});
-  }
+  const shown = state.older.slice(cut);
+  state.older = state.older.slice(0, cut);
+  state.tail = newest.tail;
+  appendMessages(shown, {scroll: false});
+  saveAnchors(chatId);
   const box = byId("messages");
   if (focus && state.shown.has(focus)) {
     const node = state.shown.get(focus);
@@ -411,36 +519,28 @@ async function openChat(chatId, {focus = null} = {}) {
   markRead();
 }
 
-/** The messages of pages[index..] read again by their iterators (null when the chat changed). */
-async function readPages(chatId, index, token) {
-  const out = [];
-  for (let i = index; i < state.pages.length; i += 1) {
-    let page;
-    try { page = await api.messages(chatId, PAGE, state.pages[i].from); } catch { return null; }
-    if (token !== state.openToken) return null;
-    out.push(...page.messages.filter((m) => state.pages[i].ids.includes(m.message_id)));
-  }
-  return out;
-}
-
-/** Scrolled to the top: read the page before the oldest one shown, by its iterator. */
+/** Scrolled to the top: show the PAGE messages before the oldest one shown (read by their anchor if need be). */
 async function loadOlder() {
-  if (state.loadingOlder || state.firstShown <= 0 || !state.openId) return;
+  if (state.loadingOlder || !state.openId || state.tail === null) return;
+  if (!state.older.length && state.loadedFrom <= 0) return;
   state.loadingOlder = true;
   const token = state.openToken;
-  const index = state.firstShown - 1;
+  const chatId = state.openId;
   try {
-    const page = await api.messages(state.openId, PAGE, state.pages[index].from);
-    if (token !== state.openToken) return;
-    const wanted = new Set(state.pages[index].ids);
+    if (!state.older.length) {
+      if (!await readChunkBefore(chatId, token)) return;
+      saveAnchors(chatId);
+    }
+    const cut = Math.max(state.older.length - PAGE, 0);
+    const messages = state.older.slice(cut);
+    state.older = state.older.slice(0, cut);
     const box = byId("messages");
     const before = box.scrollHeight;
-    const nodes = page.messages.filter((m) => wanted.has(m.message_id) && !state.shown.has(m.message_id))
-      .map(messageNode);
-    box.prepend(...nodes);
+    box.prepend(...messages.filter((m) => !state.shown.has(m.message_id)).map(messageNode));
     box.scrollTop += box.scrollHeight - before;
-    state.firstShown = index;
-  } catch { /* banner */ } finally {
+  } catch (err) {
+    if (isBadCursor(err) && token === state.openToken) chatLost(chatId);
+  } finally {
     state.loadingOlder = false;
   }
 }
@@ -462,6 +562,7 @@ function messageNode(message) {
     node.append(el("div", {class: "actions"}, edit, remove));
   }
   state.shown.set(message.message_id, node);
+  state.known.add(message.message_id);
   return node;
 }
 
@@ -521,7 +622,11 @@ async function send(event) {
   }
   try {
     await api.post(chatId, userId, text);
-  } catch {
+  } catch (err) {
+    // a member removed (user-not-found: maybe the account has another one) or the account gone from the chat
+    if (err instanceof ApiError && ["user-not-found", "chat-not-found"].includes(err.code)) {
+      await loadChats().catch(() => {});
+    }
     return;
   }
   input.value = "";
@@ -575,6 +680,13 @@ function onLiveMessages(chatId, messages, iterator) {
   if (chatId === state.openId && state.tail !== null) {
     if (iterator) state.tail = iterator;
     appendMessages(messages);
+    state.lost = null; // it follows again
+    state.sinceAnchor += messages.length;
+    if (state.sinceAnchor >= CHUNK && iterator) {
+      state.anchors.push(iterator);
+      state.sinceAnchor = 0;
+      saveAnchors(chatId);
+    }
     if (chat) chat.last_message = messages[messages.length - 1];
     markRead();
   } else if (chat && !state.listFromServer) {

@@ -7,7 +7,8 @@ const RETRY_SOCKET_MS = 30000;
 
 /**
  * Carries new messages to the app.  Handlers: messages(chatId, messages, iterator), edited(chatId, message),
- * deleted(chatId, messageId), joined(summary), sessionEnded(code), resumed(), tick().
+ * deleted(chatId, messageId), joined(summary), lost(chatId) (its iterator was refused: bad-cursor; it is
+ * followed no more until follow() is called again), sessionEnded(code), resumed(), tick().
  */
 export class Live {
   constructor(api, handlers) {
@@ -151,10 +152,19 @@ export class Live {
         break;
       case "error":
         if (SESSION_ENDED.has(frame.message)) this.on.sessionEnded(frame.message);
+        else if (frame.message === "bad-cursor" && frame.chat_id) this.lose(frame.chat_id);
         break;
       default:
         break;
     }
+  }
+
+  /** The server refused the iterator of ``chatId``: never ask with it again; the app reopens the chat. */
+  lose(chatId) {
+    if (chatId !== this.chatId) return;
+    this.chatId = null;
+    this.iterator = null;
+    this.on.lost(chatId);
   }
 
   sleep(ms) {
@@ -192,6 +202,10 @@ export class Live {
         if (err instanceof ApiError && SESSION_ENDED.has(err.code)) {
           this.on.sessionEnded(err.code);
           return;
+        }
+        if (err instanceof ApiError && err.code === "bad-cursor") {
+          this.lose(chatId);
+          continue;
         }
         if (err instanceof ApiError) this.api.onError(err);
         await this.sleep(2000);
