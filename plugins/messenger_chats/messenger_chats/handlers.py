@@ -271,9 +271,10 @@ class MessagesHandler(ChatsBaseHandler):
         account = await self.account()
         await self.require_in(chat, account)
         waits = waits_of(self.runtime, self.store) if query["wait"] else None
-        body = None if waits is None else waits.empty_page(chat, after)  # known empty: no read before waiting
-        if body is None:
+        if waits is None:
             body = await self.store.page(chat, after, query["limit"])
+        else:  # known empty: no read before waiting
+            body = waits.empty_page(chat, after) or await waits.page(chat, after, query["limit"])
         if waits is not None and is_empty_page(body):
             self.gone = asyncio.get_running_loop().create_future()
             body = await waits.wait_page(chat, after, query["limit"], query["wait"], body, self.gone)
