@@ -48,6 +48,7 @@ class PostWaits:
         self.reads: SharedReads[bytes] = SharedReads()
         self.latest: dict[uuid.UUID, int] = {}  # newest seq known to be committed, per chat (see empty_page)
         self.epoch = 0  # moves on at every resync
+        self._empty: dict[tuple[uuid.UUID, int], bytes] = {}  # encoded empty pages, by chat and position
         runtime.pubsub.subscribe(events.CHANNEL, self._notified)
         runtime.pubsub.on_resync(self._resync)
         runtime.on_drain(self.waiters.wake_all)
@@ -83,7 +84,12 @@ class PostWaits:
         """
         if not self.runtime.pubsub.live or self.latest.get(chat) != after:
             return None
-        return encode_page(chat, after, [])[0]
+        body = self._empty.get((chat, after))
+        if body is None:
+            if len(self._empty) >= MAX_LATEST:
+                self._empty.clear()
+            body = self._empty[(chat, after)] = encode_page(chat, after, [])[0]
+        return body
 
     def _resync(self) -> None:
         self.latest.clear()
