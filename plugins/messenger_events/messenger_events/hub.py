@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from messenger_chats import api as chats
-from messenger_core import SESSIONS_CHANNEL, SharedReads, dumps
+from messenger_core import SESSIONS_CHANNEL, ApiError, SharedReads, Unavailable, dumps
 
 from .wire import text_frame
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("messenger.events")
 
 MAX_LATEST = 100_000
+RETRY = 1.0  # seconds before a read that PostgreSQL's absence failed is tried again (as a stream's pump does)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,11 @@ class Hub:  # pylint: disable=too-many-instance-attributes
                 if start >= target:
                     return
                 changes = feed.changes
-                batch = await self.read(chat, start)
+                try:
+                    batch = await self.read(chat, start)
+                except (ApiError, Unavailable):
+                    await asyncio.sleep(RETRY)  # PostgreSQL away: the members stay, the feed tries again for all
+                    continue
                 if self.feeds.get(chat) is not feed:
                     return  # resynced meanwhile: every stream reads again by itself
                 if feed.changes != changes:
@@ -224,7 +229,7 @@ class Hub:  # pylint: disable=too-many-instance-attributes
                     else:
                         self.unfeed(stream, chat)
         except BaseException:
-            for stream in list(feed.members):  # PostgreSQL away (or worse): each stream retries by itself
+            for stream in list(feed.members):  # a failure of ours (or cancelled): each stream goes on by itself
                 self.unfeed(stream, chat)
             raise
         finally:
