@@ -498,7 +498,7 @@ class SizeResult:  # pylint: disable=too-many-instance-attributes
             "worker RSS idle → connected MB": f"{sum(self.rss_idle):.0f} → {sum(self.rss_connected):.0f}",
             "KB per connection": f"{kb:.1f}",
             "idle clients: server CPU": f"{100 * idle_cpu:.1f} % of a core",
-            "idle: server CPU µs per long-poll answer": per_answer,
+            "idle: server CPU µs per long-poll answer (pings included)": per_answer,
             "server CPU µs per delivery": f"{1e6 * self.load.server / max(1, self.deliveries):.0f}",
             "generators' CPU µs per delivery": f"{1e6 * self.load.generators / max(1, self.deliveries):.0f}",
             "under load: server / PG / generators / poster / rest (cores)": " / ".join(
