@@ -150,6 +150,7 @@ class Client:
     times: array = field(default_factory=lambda: array("d"))
     errors: list[str] = field(default_factory=list)
     ready: bool = False
+    answers: int = 0  # long-poll answers (200) received
 
     def got(self, text: str, when: float) -> None:
         """A message arrived."""
@@ -232,6 +233,7 @@ class Generator:
                 client.errors.append(f"status {status}: {body[:100]!r}")
                 await asyncio.sleep(0.5)
                 continue
+            client.answers += 1
             page = json.loads(body)
             for message in page["messages"]:
                 client.got(message["text"], when)
@@ -272,6 +274,8 @@ def generator_main(pipe: multiprocessing.connection.Connection, port: int, clien
             if command == "connect":
                 await gen.open_all()
                 pipe.send(sum(1 for client in clients if client.ready and not client.errors))
+            elif command == "count":
+                pipe.send(sum(client.answers for client in clients))
             elif command == "collect":
                 gen.close_all()
                 await asyncio.sleep(0.2)
@@ -395,11 +399,12 @@ def poster_main(pipe: multiprocessing.connection.Connection, port: int, chats: l
 
 @dataclass
 class Window:
-    """CPU used over a window by the server, the load generators, PostgreSQL, and the whole machine."""
+    """CPU used over a window by the server, the load generators, the poster, PostgreSQL, the whole machine."""
 
     seconds: float
     server: float
     generators: float
+    poster: float
     postgres: float
     machine: float
 
@@ -411,20 +416,22 @@ class Window:
 class Meter:
     """CPU of a set of processes around a window."""
 
-    def __init__(self, server: list[int], generators: list[int], database: str) -> None:
+    def __init__(self, server: list[int], generators: list[int], database: str,
+                 poster: list[int] | None = None) -> None:
         self.server, self.generators, self.database = server, generators, database
+        self.poster = poster or []
         self.backends = pg_backends(database)
         self.start = self._now()
 
-    def _now(self) -> tuple[float, float, float, float, float]:
-        return (time.monotonic(), cpu_seconds(self.server), cpu_seconds(self.generators),
+    def _now(self) -> tuple[float, float, float, float, float, float]:
+        return (time.monotonic(), cpu_seconds(self.server), cpu_seconds(self.generators), cpu_seconds(self.poster),
                 cpu_seconds(self.backends), machine_busy())
 
     def stop(self) -> Window:
         """The window since this meter was made."""
         end = self._now()
         diff = [b - a for a, b in zip(self.start, end)]
-        return Window(diff[0], diff[1], diff[2], diff[3], diff[4])
+        return Window(*diff)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -462,6 +469,11 @@ class SizeResult:  # pylint: disable=too-many-instance-attributes
     poster_cpu: float
     generator_cpu: float
     loadavg: str
+    idle_answers: int = 0  # long-poll answers the clients received in the idle window
+
+    def idle_server_cpu(self) -> float:
+        """Server CPU seconds the idle clients cost over the idle window (beyond the quiet window's rate)."""
+        return self.idle.server - self.quiet.cores(self.quiet.server) * self.idle.seconds
 
     def row(self) -> dict[str, str]:
         """The table row."""
@@ -469,7 +481,10 @@ class SizeResult:  # pylint: disable=too-many-instance-attributes
         d = sorted(self.delivery_ms)
         last = sorted(self.last_ms)
         idle_cpu = self.idle.cores(self.idle.server) - self.quiet.cores(self.quiet.server)
-        rest = max(0.0, self.load.machine - self.load.server - self.load.postgres - self.load.generators)
+        rest = max(0.0, self.load.machine - self.load.server - self.load.postgres - self.load.generators
+                   - self.load.poster)
+        per_answer = (f"{1e6 * self.idle_server_cpu() / self.idle_answers:.0f} ({self.idle_answers:,} answers)"
+                      if self.idle_answers else "-")
         return {
             "clients (streams + polls)": f"{self.clients:,} ({self.streams:,} + {self.polls:,})",
             "posts/s (201s)": f"{self.posted_ok / self.post_seconds:.0f} ({self.posted_ok:,})",
@@ -483,10 +498,12 @@ class SizeResult:  # pylint: disable=too-many-instance-attributes
             "worker RSS idle → connected MB": f"{sum(self.rss_idle):.0f} → {sum(self.rss_connected):.0f}",
             "KB per connection": f"{kb:.1f}",
             "idle clients: server CPU": f"{100 * idle_cpu:.1f} % of a core",
+            "idle: server CPU µs per long-poll answer (pings included)": per_answer,
             "server CPU µs per delivery": f"{1e6 * self.load.server / max(1, self.deliveries):.0f}",
-            "under load: server / PG / generators / rest (cores)": " / ".join(
+            "generators' CPU µs per delivery": f"{1e6 * self.load.generators / max(1, self.deliveries):.0f}",
+            "under load: server / PG / generators / poster / rest (cores)": " / ".join(
                 f"{self.load.cores(part):.2f}"
-                for part in (self.load.server, self.load.postgres, self.load.generators, rest)),
+                for part in (self.load.server, self.load.postgres, self.load.generators, self.load.poster, rest)),
         }
 
 
@@ -634,14 +651,16 @@ class Fanout:  # pylint: disable=too-many-instance-attributes
                      f"the server holds {held:.0f} long-polls and {opened:.0f} streams")
             time.sleep(1.0)
             rss_connected = [rss_mb(pid) for pid in workers]
+            answers_before = self._answers(pipes)
             idle_meter = Meter(workers, generator_pids, self.stack.database)
             self._profile(workers, "idle")
             time.sleep(args.idle_seconds)
             idle = idle_meter.stop()
             self._profile(workers, "idle")
+            idle_answers = self._answers(pipes) - answers_before
             self.say(f"idle: server {100 * idle.cores(idle.server):.1f} % of a core; posting {args.rate:.0f}/s "
                      f"for {args.seconds:.0f} s")
-            load_meter = Meter(workers, generator_pids + [poster.pid or 0], self.stack.database)
+            load_meter = Meter(workers, generator_pids, self.stack.database, [poster.pid or 0])
             self._profile(workers, "load")
             poster_pipe.send("post")
             posted, poster_cpu = poster_pipe.recv()
@@ -677,11 +696,18 @@ class Fanout:  # pylint: disable=too-many-instance-attributes
             post_ms=[1000 * (p[4] - p[3]) for p in answered], lost=found["lost"], doubled=found["doubled"],
             out_of_order=found["disorder"], early=found["early"], errors=found["errors"], rss_idle=rss_idle,
             rss_connected=rss_connected, quiet=quiet, idle=idle, load=load, poster_cpu=poster_cpu,
-            generator_cpu=generator_cpu, loadavg=" ".join(loadavg))
+            generator_cpu=generator_cpu, loadavg=" ".join(loadavg), idle_answers=idle_answers)
         self.say(" | ".join(f"{k}: {v}" for k, v in result.row().items()))
         if result.errors:
             self.say(f"{len(result.errors)} client error(s), first: {result.errors[:5]}")
         return result
+
+    @staticmethod
+    def _answers(pipes: list[multiprocessing.connection.Connection]) -> int:
+        """Long-poll answers the generators' clients received so far."""
+        for pipe in pipes:
+            pipe.send("count")
+        return sum(int(pipe.recv()) for pipe in pipes)
 
     def truth(self, chat_ids: list[str]) -> dict[int, list[int]]:
         """Each chat's message numbers in ``seq`` order, from PostgreSQL."""

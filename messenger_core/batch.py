@@ -56,6 +56,14 @@ class Batcher(Generic[Item, Result]):
         task.add_done_callback(self._running.discard)
 
     async def _run(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            # at once, not in the done callback: a caller woken by this flush's last result runs before that
+            # callback, and an item it submits must see this flush gone, or nothing would ever flush it
+            self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _drain(self) -> None:
         while self._waiting:
             size = min(self.max_size, len(self._waiting))
             batch = [self._waiting.popleft() for _ in range(size)]

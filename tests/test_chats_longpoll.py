@@ -12,7 +12,7 @@ from messenger_chats.waiting import held_polls
 
 from auth_support import bearer, new_session
 from chats_support import chats_server, join, new_chat, read_page, say
-from support import assert_error, poll, serve_app, start_api
+from support import TcpProxy, assert_error, poll, serve_app, start_api
 
 
 async def held(runtime: Any, count: int) -> bool:
@@ -195,3 +195,37 @@ async def test_polling_again_from_each_answer_misses_nothing_across_processes(
             assert held_polls(srv.runtime) == 0
     finally:
         assert proc.stop() == 0
+
+
+async def test_a_poll_asked_again_after_its_wait_ran_out_waits_without_reading(env: dict[str, str]) -> None:
+    # 5,000 idle long-polls ask again every `wait` seconds, all from where they were: after one read from
+    # PostgreSQL found nothing there (with LISTEN live), every later poll from that position waits without
+    # any read, so it needs neither the cache nor the pool; a post afterwards is still answered at once
+    proxy = TcpProxy(6379)
+    try:
+        async with chats_server({**env, "CACHE_TYPE": "redis", "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"},
+                                POOL_SIZE=1, DB_TIMEOUT=1) as srv:
+            chat = await new_chat(srv.client)
+            user = await join(srv.client, chat)
+            _, start = await read_page(srv.client, chat, 5)
+            path = f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=1"
+            empty = {"messages": [], "next": {"iterator": start}}
+            resp = await srv.client.get(path)  # the first long-poll opens LISTEN
+            assert resp.status == 200 and resp.json == empty, resp
+            await poll(lambda: asyncio.sleep(0, srv.runtime.pubsub.live))
+            resp = await srv.client.get(path)  # reads: nothing after start
+            assert resp.status == 200 and resp.json == empty, resp
+            proxy.cut()  # no cache any more
+            async with srv.runtime.db.connection(timeout=30):  # and the pool's only connection taken: a read gets 503
+                for _ in range(2):
+                    resp = await srv.client.get(path, timeout=5)
+                    assert resp.status == 200 and resp.json == empty, resp
+                waiting = asyncio.ensure_future(srv.client.get(path.replace("wait=1", "wait=30"), timeout=40))
+                await poll(lambda: held(srv.runtime, 1))
+            message_id = await say(srv.client, chat, user, "after all")
+            resp = await waiting
+            assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [message_id], resp
+            resp = await srv.client.get(path.replace("wait=1", "wait=30"), timeout=5)  # there already: at once
+            assert resp.status == 200 and [m["message_id"] for m in resp.json["messages"]] == [message_id], resp
+    finally:
+        proxy.close()

@@ -60,3 +60,16 @@ async def test_a_flush_must_answer_every_item() -> None:
         await asyncio.gather(batcher.submit(1), batcher.submit(2))
     with pytest.raises(ValueError):
         Batcher(short, max_size=0)
+
+
+async def test_an_item_submitted_as_the_last_flush_ends_is_flushed_too() -> None:
+    """A caller woken by its result runs before the finished flush's task is forgotten; what it submits at once
+    must still start a flush (it used to wait for the next item from elsewhere, forever in a quiet process)."""
+    recorder = Recorder()
+    batcher = Batcher(recorder.flush, max_size=3)
+
+    async def twice() -> int:
+        await batcher.submit(1)
+        return await batcher.submit(2)  # in the very step that got the first result
+    assert await asyncio.wait_for(twice(), 5) == 4
+    assert recorder.batches == [[1], [2]]

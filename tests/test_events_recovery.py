@@ -9,12 +9,14 @@ opening meet the outage goes on (or says so and closes with 1013) instead of goi
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+import pytest
 
 from auth_support import bearer, new_session
 from chats_support import join, new_chat, read_all, read_page, say
@@ -243,3 +245,29 @@ async def test_a_stream_opened_while_postgresql_is_away_says_so(env: dict[str, s
             assert frame == {"type": "ready"}
             return True
         await poll(opens, timeout=15, interval=0.2)
+
+
+async def test_a_live_read_the_pool_cannot_serve_is_tried_again_for_every_stream_of_the_chat(
+        env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Streams up to date in a chat get its new messages from one read per worker (the hub's feed); when that read
+    finds no free connection in time, the feed tries again later for all of them: each gets the message once,
+    and nothing fails (it used to log "handling an event failed" and hand every stream to a read of its own)."""
+    caplog.set_level(logging.WARNING)
+    async with serve_app({**env, "POOL_SIZE": "1", "DB_TIMEOUT": "0.5"}, plugins=CHATS_EVENTS) as a, \
+            serve_app(env, plugins=CHATS_EVENTS) as b:
+        chat = await new_chat(b.client)
+        user = await join(b.client, chat)
+        streams = [await Stream.open(a.url) for _ in range(3)]
+        for stream in streams:
+            await stream.ready()
+            assert await stream.subscribe({chat: None}) == [{"type": "subscribed", "chats": [chat]}]
+        hub = a.runtime.state["messenger_events"]
+        await poll(lambda: asyncio.sleep(0, len(getattr(hub.feeds.get(uuid.UUID(chat)), "members", ())) == 3))
+        async with a.runtime.db.connection(timeout=30):  # A's only connection: its read of the post times out
+            sent = await say(b.client, chat, user, "while A's pool is taken")
+            await poll(lambda: asyncio.sleep(0, "database went away" in caplog.text))
+        for stream in streams:
+            frame = await stream.next(timeout=10)
+            assert frame is not None and frame["type"] == "message" and frame["message"]["message_id"] == sent, frame
+            stream.close()
+        assert "handling an event failed" not in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from messenger_core import BaseHandler, not_found, parse_uuid
 
@@ -15,6 +16,15 @@ from .schemas import (ChatCreateSchema, MemberCreateSchema, MessageCreateSchema,
                       ReadMarkSchema)
 from .store import ChatStore, is_empty_page
 from .waiting import waits_of
+
+
+def _plain_int(text: str | None, low: int, high: int) -> int | None:
+    """``text`` as a number when it is 1 to 4 ASCII digits within ``low..high`` (the schema takes those the same
+    way), else None."""
+    if text is None or not 0 < len(text) <= 4 or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 class ChatsBaseHandler(BaseHandler):
@@ -266,18 +276,29 @@ class MessagesHandler(ChatsBaseHandler):
                 schema: Error
         """
         chat = self.chat_from_path(chat_id)
-        query = self.load_query(PageQuerySchema)
+        query = self._page_query()
         after = 0 if query["from_"] is None else cursor.decode(query["from_"], chat)
         account = await self.account()
         await self.require_in(chat, account)
         waits = waits_of(self.runtime, self.store) if query["wait"] else None
-        body = None if waits is None else waits.empty_page(chat, after)  # known empty: no read before waiting
-        if body is None:
+        if waits is None:
             body = await self.store.page(chat, after, query["limit"])
+        else:  # known empty: no read before waiting
+            body = waits.empty_page(chat, after) or await waits.page(chat, after, query["limit"])
         if waits is not None and is_empty_page(body):
             self.gone = asyncio.get_running_loop().create_future()
             body = await waits.wait_page(chat, after, query["limit"], query["wait"], body, self.gone)
         self.write_json(body)
+
+    def _page_query(self) -> dict[str, Any]:
+        """The page's query: a plain one (``limit`` and ``wait`` in ASCII digits, in range) read as it is, since
+        every long-poll sends one; anything else through :class:`PageQuerySchema` (which then decides)."""
+        limit = _plain_int(self.get_query_argument("limit", None), 1, 1000)
+        wait_text = self.get_query_argument("wait", None)
+        wait = 0 if wait_text is None else _plain_int(wait_text, 0, 60)
+        if limit is None or wait is None:
+            return self.load_query(PageQuerySchema)
+        return {"limit": limit, "from_": self.get_query_argument("from", None), "wait": wait}
 
     def on_connection_close(self) -> None:
         if self.gone is not None and not self.gone.done():

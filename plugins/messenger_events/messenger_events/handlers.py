@@ -6,7 +6,9 @@ one) and "message m at position s was edited / deleted".  A pump task takes them
 at a time: it reads the messages up to s (shared with every stream of the process at the same position,
 see :mod:`.hub`) and sends them, and sends an edit (the message as it is now) or a delete only for a
 message at or before its position; a later message is read as it is, change included.  So each chat's
-messages go out in order, exactly once, and its edits and deletes in order with them.
+messages go out in order, exactly once, and its edits and deletes in order with them.  Once a chat has nothing
+pending, the stream joins the chat's feed (:class:`.hub.Feed`), which writes the chat's new messages to it
+without waking its pump; any other event of the chat hands it back to the pump first.
 
 Events missed while the process's ``LISTEN`` connection was down are made good at the resync: each carried
 chat first tells, in the chat's change order, an edit or a delete of every message it had sent that changed
@@ -42,6 +44,7 @@ from messenger_core import ApiError, BaseHandler, Identity, Unavailable, bad_par
 from .errors import GOING_AWAY, TOO_MANY, TOO_SLOW, UNAUTHORIZED, error_frame
 from .hub import Hub
 from .state import hub_of, stream_closed, stream_opened
+from .wire import text_frame, write_frame
 
 log = logging.getLogger("messenger.events")
 
@@ -134,6 +137,9 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
     @property
     def max_message_size(self) -> int:
         return self.settings_.max_frame_bytes
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # never compressed: message frames are encoded once for every stream (.wire)
 
     def check_origin(self, origin: str) -> bool:
         return True  # a page of another origin can do nothing without a session id, sent in a frame
@@ -273,10 +279,11 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             state = self.carried[chat] = Carried(position, marker)
             self.hub.carry(self, chat)
         else:
+            self.hub.unfeed(self, chat, tell=False)  # restarted: from the new position, by the pump
             state.position, state.generation = position, state.generation + 1
         if backlog or self.hub.latest.get(chat, 0) > position:
             state.read_upto(None)
-            self._mark(chat)
+        self._mark(chat)  # nothing to read: the pump just hands it to the chat's feed
         return state
 
     def _mark(self, chat: uuid.UUID) -> None:
@@ -373,6 +380,8 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
                 self._mark(chat)
             elif self.carried.get(chat) is state:
                 self._caught_up(chat)
+                if not state.pending and not state.held and not self.closing:
+                    self.hub.settle(self, chat, state)  # up to date: its live messages come from the feed
             if self.pending_bytes > self.settings_.max_backlog_bytes // 2:
                 await self._until_drained()
 
@@ -398,7 +407,7 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             return True  # restarted while reading: from the new position
         frames = batch.frames if seq is None else [(at, frame) for at, frame in batch.frames if at <= seq]
         for _, frame in frames:
-            if not self.send(frame):
+            if not self.send_frame(frame):
                 return False
         self.hub.sent += len(frames)
         if frames:
@@ -451,11 +460,16 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
         self._drained = asyncio.get_running_loop().create_future()
         await self._drained
 
-    def send(self, frame: bytes) -> bool:
-        """Queue a frame; past the backlog bound the stream is cut with 4408 (False)."""
+    def send(self, payload: bytes) -> bool:
+        """Queue a frame (its JSON); past the backlog bound the stream is cut with 4408 (False)."""
+        return self.send_frame(text_frame(payload))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue a whole WebSocket frame (:func:`.wire.text_frame`); past the backlog bound the stream is cut
+        with 4408 (False)."""
         if self.closing:
             return False
-        if not self._write(frame):
+        if not self._write_frame(frame):
             return False
         if self.pending_bytes > self.settings_.max_backlog_bytes:
             self.hub.cut += 1
@@ -463,12 +477,17 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             return False
         return True
 
-    def _write(self, frame: bytes) -> bool:
+    def _write(self, payload: bytes) -> bool:
+        return self._write_frame(text_frame(payload))
+
+    def _write_frame(self, frame: bytes) -> bool:
         try:
-            written = self.write_message(frame)
+            written = write_frame(self, frame)
         except WebSocketClosedError:
             self.closing = True
             return False
+        if written.done():
+            return True  # the socket took it at once: nothing waits for the client
         size = len(frame)
         self.pending_bytes += size
         self.hub.max_pending = max(self.hub.max_pending, self.pending_bytes)
@@ -481,6 +500,17 @@ class EventsHandler(BaseHandler, WebSocketHandler):  # pylint: disable=abstract-
             self._drained.set_result(None)
 
     # ---- what the hub tells -------------------------------------------------------------------
+
+    def live(self, state: Carried, frames: list[bytes], upto: int) -> bool:
+        """The chat's feed brings new messages (see :meth:`.hub.Hub.settle`): write them, unless the client has
+        not taken half its backlog bound (then False: the pump takes over and waits for it)."""
+        if self.closing or self.pending_bytes > self.settings_.max_backlog_bytes // 2:
+            return False
+        for frame in frames:
+            if not self.send_frame(frame):
+                return True  # cut (4408) or closed: nothing more to do for it
+        state.position = upto
+        return True
 
     def poke(self, chat: uuid.UUID, seq: int) -> None:
         """A carried chat has messages up to ``seq``: read them after what is pending."""

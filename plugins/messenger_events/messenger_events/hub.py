@@ -4,8 +4,18 @@ No stream has a queue of messages on the server: each holds, per carried chat, t
 message it sent and the chat's events not yet acted on (ids and positions, in commit order), and reads what
 follows from PostgreSQL when an event says there is more.  The streams of one process at the same position
 of a chat share one read (:class:`~messenger_core.SharedReads`), whose frames are encoded once for all of
-them.  A read is shared only by streams that have seen the same edits and deletes (its key names
-:attr:`Hub.changes`), so no stream takes a read begun before a change it already acted on.  After a resync
+them (as whole WebSocket frames, :mod:`.wire`).  A read is shared only by streams that have seen the same
+edits and deletes (its key names :attr:`Hub.changes`), so no stream takes a read begun before a change it
+already acted on.
+
+Live delivery, the common case, costs no stream any work of its own: a stream with nothing left to act on
+in a chat (its own pump caught up) joins the chat's :class:`Feed`.  A post's event then starts one task
+per chat (not one per stream): it reads what follows the members' position once and writes those frames to
+every member, which moves each member's position on.  A member leaves the feed for its own pump as soon as
+it has anything else to act on, in the order the events came: an edit or a delete of the chat, a restart by
+a subscribe, a resync, a client that has not taken half its backlog bound (the pump then waits for it);
+when it leaves, it is told the newest position announced, so the read the feed had under way is redone by
+the stream itself.  After a resync
 (the ``LISTEN`` connection was lost, so events may have been), each carried chat also reads the edits and
 deletes it missed of the messages it had sent (:meth:`Hub.recovered`), from the change marker it knew.  A client that
 reconnects anywhere resumes from its iterators.
@@ -21,7 +31,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from messenger_chats import api as chats
-from messenger_core import SESSIONS_CHANNEL, SharedReads, dumps
+from messenger_core import SESSIONS_CHANNEL, ApiError, SharedReads, Unavailable, dumps
+
+from .wire import text_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from messenger_core import Runtime
@@ -29,11 +41,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("messenger.events")
 
 MAX_LATEST = 100_000
+RETRY = 1.0  # seconds before a read that PostgreSQL's absence failed is tried again (as a stream's pump does)
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Messages of a chat after a position: ``(seq, encoded frame)`` each, and whether more may follow."""
+    """Messages of a chat after a position: ``(seq, whole WebSocket frame)`` each (:func:`.wire.text_frame`),
+    and whether more may follow."""
 
     frames: list[tuple[int, bytes]]
     full: bool
@@ -54,6 +68,12 @@ class Stream(Protocol):
 
     account: str | None
     session: str | None
+
+    def live(self, state: Any, frames: list[bytes], upto: int) -> bool:
+        """The feed's delivery to a member at ``state`` (its :class:`~.handlers.Carried` in the chat): write
+        ``frames`` (whole WebSocket frames) and move the position to ``upto``; False, nothing written: it
+        cannot take them now (it is closing, or its client has not taken half its backlog bound) and leaves
+        the feed."""
 
     def poke(self, chat: uuid.UUID, seq: int) -> None:
         """A chat it carries has messages up to ``seq``."""
@@ -83,7 +103,19 @@ class Stream(Protocol):
         """The server shuts down: close with 1001."""
 
 
-class Hub:
+@dataclass(eq=False)
+class Feed:
+    """The streams up to date in one chat, each with its state there; ``target``: the newest position a post
+    event of the chat named; ``changes``: the chat's edit and delete events seen; ``task``: the delivery under
+    way (at most one per chat)."""
+
+    members: dict[Any, Any]
+    target: int
+    changes: int = 0
+    task: "asyncio.Task[None] | None" = None
+
+
+class Hub:  # pylint: disable=too-many-instance-attributes
     """Streams by chat, account and session; reads shared between them (``runtime.state["messenger_events"]``)."""
 
     def __init__(self, runtime: "Runtime", page: int) -> None:
@@ -93,6 +125,7 @@ class Hub:
         self.by_account: dict[str, set[Stream]] = {}
         self.by_session: dict[str, set[Stream]] = {}
         self.latest: dict[uuid.UUID, int] = {}  # newest position an event named, per chat
+        self.feeds: dict[uuid.UUID, Feed] = {}  # the streams up to date, per chat
         self.changes = 0  # edit and delete events and resyncs seen, every chat: part of the key of every shared read
         self.reads: SharedReads[Batch] = SharedReads()
         self.singles: SharedReads[bytes | None] = SharedReads()
@@ -121,11 +154,13 @@ class Hub:
 
     def drop(self, stream: Stream, chat: uuid.UUID) -> None:
         """Stop delivering ``chat`` to ``stream``."""
+        self.unfeed(stream, chat, tell=False)
         _discard(self.by_chat, chat, stream)
 
     def remove(self, stream: Stream, chats_carried: list[uuid.UUID]) -> None:
         """Forget a closed stream."""
         for chat in chats_carried:
+            self.unfeed(stream, chat, tell=False)
             _discard(self.by_chat, chat, stream)
         if stream.account is not None:
             _discard(self.by_account, stream.account, stream)
@@ -139,6 +174,68 @@ class Hub:
         for group in (*self.by_chat.values(), *self.by_account.values()):
             found |= group
         return found
+
+    # ---- live delivery -------------------------------------------------------------------------
+
+    def settle(self, stream: Stream, chat: uuid.UUID, state: Any) -> None:
+        """``stream`` has nothing left to act on in ``chat`` (at ``state.position``): its live messages come
+        from the chat's feed from now on."""
+        feed = self.feeds.get(chat)
+        if feed is None:
+            feed = self.feeds[chat] = Feed({}, self.latest.get(chat, 0))
+        if feed.target > state.position:  # an event it has not acted on: its pump reads it first
+            stream.poke(chat, feed.target)
+            return
+        feed.members[stream] = state
+
+    def unfeed(self, stream: Stream, chat: uuid.UUID, tell: bool = True) -> None:
+        """``stream`` acts on ``chat``'s events itself again; ``tell``: poke it with the newest position
+        announced, which the feed may not have brought it yet."""
+        feed = self.feeds.get(chat)
+        if feed is None:
+            return
+        state = feed.members.pop(stream, None)
+        if tell and state is not None and feed.target > state.position:
+            stream.poke(chat, feed.target)
+        if not feed.members and feed.task is None:
+            del self.feeds[chat]
+
+    async def _deliver(self, chat: uuid.UUID, feed: Feed) -> None:
+        """Bring every member of ``feed`` up to its target: one read per position, its frames written to all."""
+        try:
+            while self.feeds.get(chat) is feed and feed.members:
+                target = feed.target
+                start = min(state.position for state in feed.members.values())
+                if start >= target:
+                    return
+                changes = feed.changes
+                try:
+                    batch = await self.read(chat, start)
+                except (ApiError, Unavailable):
+                    await asyncio.sleep(RETRY)  # PostgreSQL away: the members stay, the feed tries again for all
+                    continue
+                if self.feeds.get(chat) is not feed:
+                    return  # resynced meanwhile: every stream reads again by itself
+                if feed.changes != changes:
+                    continue  # an edit or delete meanwhile: a member that joined since needs a read that shows it
+                frames = [frame for at, frame in batch.frames if at <= target]
+                done = not batch.full or len(frames) < len(batch.frames)  # everything up to the target is here
+                upto = target if done else batch.frames[len(frames) - 1][0]
+                for stream, state in list(feed.members.items()):
+                    if state.position != start:
+                        continue
+                    if stream.live(state, frames, upto):
+                        self.sent += len(frames)
+                    else:
+                        self.unfeed(stream, chat)
+        except BaseException:
+            for stream in list(feed.members):  # a failure of ours (or cancelled): each stream goes on by itself
+                self.unfeed(stream, chat)
+            raise
+        finally:
+            feed.task = None
+            if not feed.members and self.feeds.get(chat) is feed:
+                del self.feeds[chat]
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -181,8 +278,8 @@ class Hub:
     async def _load(self, chat: uuid.UUID, after: int) -> Batch:
         rows = await chats.messages_after(self.runtime.db, chat, after, self.page)
         chat_hex = chat.hex
-        frames = [(seq, dumps({"type": "message", "chat_id": chat_hex, "message": message,
-                               "iterator": chats.iterator(chat, seq)})) for seq, message in rows]
+        frames = [(seq, text_frame(dumps({"type": "message", "chat_id": chat_hex, "message": message,
+                                          "iterator": chats.iterator(chat, seq)}))) for seq, message in rows]
         return Batch(frames, len(rows) == self.page)
 
     # ---- events --------------------------------------------------------------------------------
@@ -213,14 +310,25 @@ class Hub:
             if len(self.latest) >= MAX_LATEST:
                 self.latest.clear()
             self.latest[chat] = seq
+        feed = self.feeds.get(chat)
+        members = feed.members if feed is not None else {}
         for stream in list(self.by_chat.get(chat, ())):
-            stream.poke(chat, seq)
+            if stream not in members:
+                stream.poke(chat, seq)
+        if feed is not None:
+            feed.target = max(feed.target, seq)
+            if feed.members and feed.task is None:
+                feed.task = self._spawn(self._deliver(chat, feed))
 
     def _changed(self, chat: uuid.UUID, kind: str, message_id: uuid.UUID, seq: int, marker: int | None) -> None:
         # every stream of the chat takes it in order with the chat's posts; each decides when it gets there
         # (a message it has not sent yet will be read as it is now, with the change)
         self.changes += 1
+        feed = self.feeds.get(chat)
+        if feed is not None:
+            feed.changes += 1
         for stream in list(self.by_chat.get(chat, ())):
+            self.unfeed(stream, chat)  # the change is taken in order with the posts, by the stream's pump
             stream.changed(chat, kind, message_id, seq, marker)
 
     def _session_ended(self, payload: str) -> None:
@@ -229,6 +337,7 @@ class Hub:
 
     def _resync(self) -> None:
         self.latest.clear()
+        self.feeds.clear()  # every stream recovers and reads by itself; a delivery under way stops
         self.changes += 1  # no stream takes a read begun before the gap was known
         for stream in self.streams:
             stream.resync()
@@ -237,10 +346,11 @@ class Hub:
         for stream in self.streams:
             stream.going_away()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> "asyncio.Task[Any]":
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: "asyncio.Task[Any]") -> None:
         self._tasks.discard(task)
