@@ -12,8 +12,8 @@ from messenger_core import BaseHandler, not_found, parse_uuid
 from . import cursor, state
 from .conversations import Actor, Conversations
 from .errors import chat_not_found, message_not_found, user_not_found
-from .schemas import (ChatCreateSchema, MemberCreateSchema, MessageCreateSchema, MessageEditSchema, PageQuerySchema,
-                      ReadMarkSchema)
+from .schemas import (PAGE_LIMITS, PAGE_WAITS, ChatCreateSchema, MemberCreateSchema, MessageCreateSchema,
+                      MessageEditSchema, PageQuerySchema, ReadMarkSchema)
 from .store import ChatStore, is_empty_page
 from .waiting import waits_of
 
@@ -293,9 +293,9 @@ class MessagesHandler(ChatsBaseHandler):
     def _page_query(self) -> dict[str, Any]:
         """The page's query: a plain one (``limit`` and ``wait`` in ASCII digits, in range) read as it is, since
         every long-poll sends one; anything else through :class:`PageQuerySchema` (which then decides)."""
-        limit = _plain_int(self.get_query_argument("limit", None), 1, 1000)
+        limit = _plain_int(self.get_query_argument("limit", None), *PAGE_LIMITS)
         wait_text = self.get_query_argument("wait", None)
-        wait = 0 if wait_text is None else _plain_int(wait_text, 0, 60)
+        wait = 0 if wait_text is None else _plain_int(wait_text, *PAGE_WAITS)
         if limit is None or wait is None:
             return self.load_query(PageQuerySchema)
         return {"limit": limit, "from_": self.get_query_argument("from", None), "wait": wait}

@@ -60,14 +60,18 @@ class MessageCreatedSchema(Schema):
     message_id = fields.String(required=True, metadata={"description": "The new message's id (32 hex characters)"})
 
 
+PAGE_LIMITS = (1, 1000)  # a page's ``limit``, lowest and highest
+PAGE_WAITS = (0, 60)  # a long-poll's ``wait`` in seconds, lowest and highest
+
+
 class PageQuerySchema(Schema):
     """Query of ``GET /v1/chats/{chat_id}/messages`` (documented by hand in the handler)."""
 
-    limit = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=1000),
+    limit = fields.Integer(required=True, strict=False, validate=validate.Range(*PAGE_LIMITS),
                            metadata={"description": "Page size, 1 to 1000"})
     from_ = fields.String(data_key="from", load_default=None,
                           metadata={"description": "next.iterator of the previous page; absent: the chat's start"})
-    wait = fields.Integer(load_default=0, strict=False, validate=validate.Range(min=0, max=60),
+    wait = fields.Integer(load_default=0, strict=False, validate=validate.Range(*PAGE_WAITS),
                           metadata={"description": "Seconds to hold an empty page for a new message, 0 to 60"})
 
 
