@@ -16,6 +16,7 @@ from tornado.web import Application, RequestHandler
 
 from . import instruments
 from .errors import StartupError
+from .logs import REQUEST_ID_HEADER, new_request_id, valid_request_id
 from .openapi import spec_json
 from .plugins import PluginManager
 from .runtime import Runtime
@@ -54,6 +55,13 @@ class MessengerApp(Application):
         except ValueError:
             return False
         return any(ip in net for net in self._trusted)
+
+    def request_id_of(self, request: Any) -> str:
+        """The id a request is known by: a trusted proxy's valid ``X-Request-Id``, else a new one."""
+        given = request.headers.get(REQUEST_ID_HEADER)
+        if given and self.trusted_proxy(request.remote_ip or "") and valid_request_id(given):
+            return given
+        return new_request_id()
 
     def openapi_json(self) -> bytes:
         """The OpenAPI document as JSON bytes (built once)."""

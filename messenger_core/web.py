@@ -20,7 +20,7 @@ from tornado.web import HTTPError, RequestHandler
 from .errors import STATUS_CODES, ApiError, Unavailable, bad_parameters, database_unavailable, not_found
 from .aio import gather
 from .instruments import UNMATCHED
-from .logs import REQUEST_ID, REQUEST_ID_HEADER, new_request_id, valid_request_id
+from .logs import REQUEST_ID, REQUEST_ID_HEADER, new_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import MessengerApp
@@ -189,9 +189,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             return new_request_id()
         request = httputil.HTTPServerRequest(connection=self.connection, start_line=self.start_line,
                                              headers=headers)
-        given = headers.get(REQUEST_ID_HEADER)
-        trusted = given and valid_request_id(given) and app.trusted_proxy(request.remote_ip or "")
-        request_id = given if trusted else new_request_id()
+        request_id = app.request_id_of(request)
         try:
             kwargs = getattr(app.find_handler(request), "handler_kwargs", None) or {}
             app.log_request(_Refused(request, kwargs.get("route_label", UNMATCHED), request_id))
@@ -271,11 +269,7 @@ class BaseHandler(RequestHandler):
         self._counted = True
         application = self.application
         application.runtime.inflight += 1
-        given = self.request.headers.get(REQUEST_ID_HEADER)
-        if given and application.trusted_proxy(self.request.remote_ip or "") and valid_request_id(given):
-            self.request_id = given
-        else:
-            self.request_id = new_request_id()
+        self.request_id = application.request_id_of(self.request)
         # a valid id is a plain token (letters, digits, ._:-): set_header's checks have nothing to find
         self._sticky = {REQUEST_ID_HEADER: self.request_id}
         self._headers[REQUEST_ID_HEADER] = self.request_id  # pylint: disable=protected-access
