@@ -8,7 +8,9 @@ that it finished.  It prints the process CPU per request of each (the best of fi
 
 wrk against real servers (``bench.run``'s W1 and floor) measures the whole machine, sockets and
 parsing included, and moves with whatever else runs; this measures only the part the two differ in,
-the application's own work per request, and barely moves when the machine is busy.
+the application's own work per request.  It still moves by several microseconds from run to run
+(the two are measured one after the other, and the processor's caches and frequency change under
+them): compare the best of several runs.
 """
 
 from __future__ import annotations
