@@ -68,11 +68,12 @@ class PageQuerySchema(Schema):
     """Query of ``GET /v1/chats/{chat_id}/messages`` (documented by hand in the handler)."""
 
     limit = fields.Integer(required=True, strict=False, validate=validate.Range(*PAGE_LIMITS),
-                           metadata={"description": "Page size, 1 to 1000"})
+                           metadata={"description": f"Page size, {PAGE_LIMITS[0]} to {PAGE_LIMITS[1]}"})
     from_ = fields.String(data_key="from", load_default=None,
                           metadata={"description": "next.iterator of the previous page; absent: the chat's start"})
     wait = fields.Integer(load_default=0, strict=False, validate=validate.Range(*PAGE_WAITS),
-                          metadata={"description": "Seconds to hold an empty page for a new message, 0 to 60"})
+                          metadata={"description": "Seconds to hold an empty page for a new message, "
+                                                   f"{PAGE_WAITS[0]} to {PAGE_WAITS[1]}"})
 
 
 class MessageSchema(Schema):
