@@ -223,6 +223,8 @@ async def test_search_finds_a_message_and_opening_the_result_shows_it(
     await search.fill("zebra crossing closed")
     await search.press("Enter")
     results = page.get_by_role("list", name="Search results")
+    # the text first: a failure then shows what the list said instead ("Searching…", an error, no match)
+    await expect(results).to_contain_text("the zebra crossing is closed today")
     await expect(results.get_by_role("button")).to_have_count(1)
     await results.get_by_role("button", name=re.compile("zebra crossing")).click()
     found = message_log(page).locator(".message.found")

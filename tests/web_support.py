@@ -19,6 +19,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WEB_PLUGINS = (*ALL_PLUGINS, "messenger_web")
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 10_000
+# the expectations wait as long as the actions do (Playwright's own default for them is 5 s): on a loaded
+# two-core CI machine a search or a reconnect can take longer than that without anything being wrong
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @asynccontextmanager
