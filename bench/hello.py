@@ -1,7 +1,8 @@
 """The floor reference: a plain Tornado hello-world with our worker setup.
 
-``python -m bench.hello PORT WORKERS`` forks WORKERS processes, each with its own SO_REUSEPORT
-socket and IOLoop (as ``messenger-api`` does), and serves ``GET /`` with "Hello, world".
+``python -m bench.hello PORT WORKERS [LOOP]`` forks WORKERS processes, each with its own SO_REUSEPORT
+socket and IOLoop (as ``messenger-api`` does), and serves ``GET /`` with "Hello, world".  LOOP is
+the service's ``EVENT_LOOP`` (uvloop unless told), so the floor runs on the loop the service runs on.
 No framework of ours, no logging set up: the cheapest Tornado server with that process layout.
 """
 
@@ -15,6 +16,8 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
+
+from messenger_core.aio import event_loop_factory
 
 
 class HelloHandler(RequestHandler):
@@ -38,11 +41,13 @@ async def serve(port: int) -> None:
 def main() -> None:
     """Fork the workers, forward SIGTERM to them, wait for them."""
     port, workers = int(sys.argv[1]), int(sys.argv[2])
+    loop_factory = event_loop_factory(sys.argv[3] if len(sys.argv) > 3 else "uvloop")
     pids = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
-            asyncio.run(serve(port))
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(serve(port))
             os._exit(0)  # pylint: disable=protected-access
         pids.append(pid)
 

@@ -250,8 +250,9 @@ class Stack:
         return proc
 
     def start_hello(self, port: int) -> Process:
-        """The plain Tornado hello-world (2 processes, SO_REUSEPORT) on ``port``."""
-        proc = Process("hello", [sys.executable, "-m", "bench.hello", str(port), "2"], {}, self.log_dir)
+        """The plain Tornado hello-world (2 processes, SO_REUSEPORT) on ``port``, on the service's event loop."""
+        loop = self.env().get("EVENT_LOOP", "uvloop")
+        proc = Process("hello", [sys.executable, "-m", "bench.hello", str(port), "2", loop], {}, self.log_dir)
         self.processes.append(proc)
         wait_http(proc, f"http://127.0.0.1:{port}/")
         deadline = time.monotonic() + 10

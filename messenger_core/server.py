@@ -20,6 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import metrics
+from .aio import event_loop_factory
 from .app import make_app
 from .errors import StartupError
 from .plugins import PluginManager
@@ -61,8 +62,8 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
         loop.add_signal_handler(sig, stop.set)
     if processes > 1:
         watchdog = asyncio.ensure_future(_stop_when_orphaned(os.getppid(), stop))
-    log.info("serving http://%s:%d (pid %d, plugins: %s)", config.host, config.port, os.getpid(),
-             ", ".join(plugins.enabled) or "none")
+    log.info("serving http://%s:%d (pid %d, %s loop, plugins: %s)", config.host, config.port, os.getpid(),
+             type(loop).__module__.split(".", 1)[0], ", ".join(plugins.enabled) or "none")
     await stop.wait()
     if processes > 1:
         watchdog.cancel()
@@ -87,7 +88,7 @@ def run_worker(config: Config, plugins: PluginManager, processes: int) -> None:
     that never does (a reconnect loop that mistook its cancel for a network error) would keep a
     stopped process alive until something SIGKILLs it.
     """
-    loop = asyncio.new_event_loop()
+    loop = event_loop_factory(config.event_loop)()
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(serve_worker(config, plugins, processes))
@@ -185,6 +186,7 @@ def serve(config: Config, plugins: PluginManager) -> int:
     """``messenger-api``: serve with WORKERS processes; returns the exit status."""
     workers = resolve_workers(config.workers)
     secret_of(config)  # before any fork: without CACHE_SECRET every worker then has the same random key
+    event_loop_factory(config.event_loop)  # before any fork: a missing uvloop fails once, not in each worker
     # before any fork and any metric: every worker writes its values there, any of them sums them
     created = None if config.metrics_dir else tempfile.mkdtemp(prefix="messenger-metrics-")
     try:

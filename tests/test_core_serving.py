@@ -9,7 +9,8 @@ import re
 import signal
 from pathlib import Path
 
-from support import Client, poll, start_api
+from chats_support import join, new_chat, say
+from support import BIN, Client, Process, free_port, poll, start_api
 
 
 async def test_two_workers_each_accept_and_sigterm_finishes_requests_in_flight(
@@ -73,3 +74,37 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text(encoding="utf-8").split("State:", 1)[1].split("\n", 1)[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+async def test_each_event_loop_serves_a_long_poll_woken_by_a_post(env: dict[str, str], tmp_path: Path) -> None:
+    """EVENT_LOOP: uvloop by default, asyncio on request; on both, a held long-poll (psycopg's LISTEN, Tornado's
+    sockets, the loop's timers) answers with the message another request posted."""
+    for setting, expected in ((None, "uvloop"), ("asyncio", "asyncio")):
+        chosen = {"EVENT_LOOP": setting} if setting else {}
+        proc, client = await start_api({**env, **chosen, "LOG_LEVEL": "INFO", "MESSENGER_APPS": "messenger_chats"},
+                                       tmp_path / f"api-{expected}.log")
+        try:
+            assert f"{expected} loop, plugins: messenger_chats" in proc.log, proc.log
+            chat = await new_chat(client, expected)
+            user = await join(client, chat, "poster")
+            start = (await client.get(f"/v1/chats/{chat}/messages?limit=10")).json["next"]["iterator"]
+            held = asyncio.ensure_future(client.get(f"/v1/chats/{chat}/messages?limit=10&from={start}&wait=20",
+                                                    timeout=30))
+            await asyncio.sleep(0.3)
+            assert not held.done()
+            await say(client, chat, user, f"on {expected}")
+            resp = await asyncio.wait_for(held, 10)
+            assert resp.status == 200 and [m["text"] for m in resp.json["messages"]] == [f"on {expected}"], resp
+        finally:
+            proc.stop()
+
+
+async def test_an_unknown_event_loop_is_refused_at_start(env: dict[str, str], tmp_path: Path) -> None:
+    proc = Process([str(BIN / "messenger-api")], {**env, "EVENT_LOOP": "tokio", "PORT": str(free_port())},
+                   tmp_path / "api.log")
+    try:
+        code = await asyncio.get_running_loop().run_in_executor(None, proc.proc.wait, 20)
+        assert code == 2, proc.log
+        assert "bad setting EVENT_LOOP='tokio'" in proc.log and "uvloop" in proc.log, proc.log
+    finally:
+        proc.stop()
