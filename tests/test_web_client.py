@@ -6,6 +6,7 @@ by asserting that the guard saw none.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import datetime
@@ -13,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 from playwright.async_api import Error as PlaywrightError
 
 from auth_support import bearer, new_session
@@ -206,6 +207,40 @@ async def test_opening_a_long_chat_reads_a_few_chunks_not_every_page(
     # a chunk (1000) a request at most, the last one from the chat's start
     assert 1 <= len(reads) <= 4 and reads[-1].endswith("?limit=1000"), reads
     assert all(url.endswith("?limit=1000") or "&from=" in url for url in reads), reads
+    guard.assert_clean()
+
+
+async def test_a_chat_that_opens_late_leaves_the_focus_where_the_reader_moved_it(
+        web: AppServer, browser: Browser, guard: HostGuard) -> None:
+    """Opening a chat puts the cursor in its message box, unless the person went elsewhere while it loaded (here:
+    joined by a link, then typed a search before the chat's messages came): the Enter meant for the search
+    then stays there, and the search runs."""
+    chat_id = await seeded_chat(web, "slow", ["the zebra crossing is closed today", "see you at nine"])
+    page = await open_page(browser, web.url, guard)
+    await register(page, "cleo")
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def hold_reads(route: Route) -> None:
+        if "wait=" not in route.request.url:  # the chat's reads, not its long-polls
+            held.append(route.request.url)
+            await release.wait()
+        await route.fallback()  # on to the guard
+
+    async def a_read_is_held() -> bool:
+        return bool(held)
+    await page.route(MESSAGE_READ, hold_reads)
+    await join_by_link(page, chat_id)
+    await poll(a_read_is_held, timeout=10)
+    search = page.get_by_role("searchbox", name="Search messages")
+    await search.fill("zebra crossing closed")
+    release.set()
+    await expect(message_log(page).locator(".text").last).to_have_text("see you at nine")
+    await expect(search).to_be_focused()
+    await page.keyboard.press("Enter")
+    results = page.get_by_role("list", name="Search results")
+    await expect(results).to_contain_text("the zebra crossing is closed today")
+    await page.unroute(MESSAGE_READ)
     guard.assert_clean()
 
 

@@ -157,8 +157,9 @@ async function showApp() {
   byId("app-view").hidden = false;
   byId("me").textContent = state.user || "";
   live.start();
+  const focusedAtStart = document.activeElement;
   try { await loadChats(); } catch { /* banner */ }
-  if (!routeFromHash()) byId("search-input").focus();
+  if (!routeFromHash() && focusUntouched(focusedAtStart)) byId("search-input").focus();
 }
 
 function localKey() { return `messenger.chats.${state.user}`; }
@@ -307,6 +308,7 @@ async function showInvite() {
   const chat = state.chats.get(state.openId);
   if (!chat) return;
   let link = `${location.origin}/#/join/${chat.chat_id}`;
+  const focusedAtStart = document.activeElement;
   try {
     const {invite} = await api.invite(chat.chat_id);
     link += `/${encodeURIComponent(invite)}`;
@@ -318,8 +320,10 @@ async function showInvite() {
   const field = byId("invite-link");
   field.value = link;
   byId("invite-box").hidden = false;
-  field.focus();
-  field.select();
+  if (focusUntouched(focusedAtStart)) {
+    field.focus();
+    field.select();
+  }
 }
 
 // ---- one chat -------------------------------------------------------------------------------
@@ -461,6 +465,13 @@ function chatLost(chatId) {
 function isBadCursor(err) { return err instanceof ApiError && err.code === "bad-cursor"; }
 
 /** Open a chat: read its newest messages, show the last PAGE of them, follow it live from there. */
+/** Whether the focus is still where it was (or nowhere) when a slow step began: the person did not move it
+ * meanwhile (to the search box, say), so the step may put it where it leads. */
+function focusUntouched(before) {
+  const now = document.activeElement;
+  return now === before || now === null || now === document.body;
+}
+
 async function openChat(chatId, {focus = null, fresh = false, recovering = false} = {}) {
   const chat = state.chats.get(chatId);
   if (!chat) return;
@@ -468,6 +479,7 @@ async function openChat(chatId, {focus = null, fresh = false, recovering = false
   if (fresh) state.lost = chatId;
   state.openId = chatId;
   const token = ++state.openToken;
+  const focusedAtStart = document.activeElement;
   const start = fresh ? null : storedAnchors(chatId);
   resetReading(start || (!fresh && chat.read_iterator ? [null, chat.read_iterator] : [null]));
   state.members = new Map();
@@ -510,10 +522,10 @@ async function openChat(chatId, {focus = null, fresh = false, recovering = false
     const node = state.shown.get(focus);
     node.classList.add("found");
     node.scrollIntoView({block: "center"});
-    node.focus();
+    if (focusUntouched(focusedAtStart)) node.focus();
   } else {
     box.scrollTop = box.scrollHeight;
-    byId("message-input").focus();
+    if (focusUntouched(focusedAtStart)) byId("message-input").focus();
   }
   live.follow(chatId, state.tail);
   markRead();
