@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import time
 from typing import Any
 
@@ -108,3 +109,39 @@ async def test_edits_piling_up_for_a_stream_that_reads_nothing_cut_it_with_4408(
 async def _only_stream(hub: object) -> object | None:
     streams = [s for s in getattr(hub, "streams") if getattr(s, "carried")]
     return streams[0] if len(streams) == 1 else None
+
+
+async def _server_frames(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    """Every frame the server sends, (opcode, payload), up to and including its close frame."""
+    frames = []
+    while True:
+        head = await reader.readexactly(2)
+        length = head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack(">H", await reader.readexactly(2))[0]
+        frames.append((head[0] & 0x0F, await reader.readexactly(length)))
+        if frames[-1][0] == 0x8:
+            return frames
+
+
+async def test_an_idle_stream_is_pinged_and_one_whose_client_never_answers_is_closed(env: dict[str, str]) -> None:
+    """EVENTS_PING_INTERVAL: every idle stream gets a ping; a client that answers (any WebSocket library does)
+    stays, one whose peer is gone (here: a socket that never answers) is closed a ping interval later, so a
+    vanished client's stream does not stay open until TCP notices."""
+    async with serve_app({**env, "EVENTS_PING_INTERVAL": "0.5"}, plugins=CHATS_EVENTS) as srv:
+        answering = await Stream.open(srv.url)
+        await answering.ready()
+        reader, writer = await raw_stream(srv.url)
+        started = time.monotonic()
+        frames = await asyncio.wait_for(_server_frames(reader), 10)
+        opcodes = [opcode for opcode, _ in frames]
+        assert opcodes[0] == 0x1 and json.loads(frames[0][1]) == {"type": "ready"}, frames
+        assert 0x9 in opcodes[1:-1], frames  # pinged before being given up
+        code, reason = struct.unpack(">H", frames[-1][1][:2])[0], frames[-1][1][2:]
+        assert code == 1000 and reason == b"ping timed out", frames[-1]
+        assert 0.9 <= time.monotonic() - started < 5  # a ping interval, then its timeout
+        writer.close()
+        # the client that answered every ping meanwhile (more than two intervals) is still served
+        assert await answering.subscribe({}) == [{"type": "subscribed", "chats": []}]
+        answering.close()
+        await no_open_streams(srv.runtime)
