@@ -18,7 +18,7 @@ def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
     Tornado, psycopg, redis.asyncio and the core run on either.  uvloop does the loop's own work
     (readiness, timers, callbacks) in C: a held long-poll's answer, one HTTP round trip, costs about a
-    fifth less CPU on it (bench/README.md, "Real-time delivery").
+    fifth less CPU on it (bench/README.md, "The event loop: uvloop by default").
     """
     if kind == "asyncio":
         return asyncio.new_event_loop

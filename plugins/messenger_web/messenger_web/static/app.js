@@ -464,7 +464,6 @@ function chatLost(chatId) {
 
 function isBadCursor(err) { return err instanceof ApiError && err.code === "bad-cursor"; }
 
-/** Open a chat: read its newest messages, show the last PAGE of them, follow it live from there. */
 /** Whether the focus is still where it was (or nowhere) when a slow step began: the person did not move it
  * meanwhile (to the search box, say), so the step may put it where it leads. */
 function focusUntouched(before) {
@@ -472,6 +471,7 @@ function focusUntouched(before) {
   return now === before || now === null || now === document.body;
 }
 
+/** Open a chat: read its newest messages, show the last PAGE of them, follow it live from there. */
 async function openChat(chatId, {focus = null, fresh = false, recovering = false} = {}) {
   const chat = state.chats.get(chatId);
   if (!chat) return;
