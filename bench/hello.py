@@ -2,7 +2,7 @@
 
 ``python -m bench.hello PORT WORKERS [LOOP]`` forks WORKERS processes, each with its own SO_REUSEPORT
 socket and IOLoop (as ``messenger-api`` does), and serves ``GET /`` with "Hello, world".  LOOP is
-the service's ``EVENT_LOOP`` (uvloop unless told), so the floor runs on the loop the service runs on.
+the service's ``EVENT_LOOP`` (its default unless told), so the floor runs on the loop the service runs on.
 No framework of ours, no logging set up: the cheapest Tornado server with that process layout.
 """
 
@@ -18,6 +18,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from messenger_core.aio import event_loop_factory
+from messenger_core.settings import CoreSettings
 
 
 class HelloHandler(RequestHandler):
@@ -41,7 +42,7 @@ async def serve(port: int) -> None:
 def main() -> None:
     """Fork the workers, forward SIGTERM to them, wait for them."""
     port, workers = int(sys.argv[1]), int(sys.argv[2])
-    loop_factory = event_loop_factory(sys.argv[3] if len(sys.argv) > 3 else "uvloop")
+    loop_factory = event_loop_factory(sys.argv[3] if len(sys.argv) > 3 else CoreSettings.event_loop.default)
     pids = []
     for _ in range(workers):
         pid = os.fork()

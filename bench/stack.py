@@ -26,6 +26,8 @@ import psycopg
 import redis
 from psycopg import sql
 
+from messenger_core.settings import load_core
+
 BIN = Path(sys.executable).parent
 PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
@@ -251,7 +253,7 @@ class Stack:
 
     def start_hello(self, port: int) -> Process:
         """The plain Tornado hello-world (2 processes, SO_REUSEPORT) on ``port``, on the service's event loop."""
-        loop = self.env().get("EVENT_LOOP", "uvloop")
+        loop = load_core(self.env()).event_loop
         proc = Process("hello", [sys.executable, "-m", "bench.hello", str(port), "2", loop], {}, self.log_dir)
         self.processes.append(proc)
         wait_http(proc, f"http://127.0.0.1:{port}/")

@@ -30,6 +30,11 @@ def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """The loop's kind as ``EVENT_LOOP`` names it (``uvloop``, ``asyncio``), from its class, for the logs."""
+    return type(loop).__module__.split(".", 1)[0]
+
+
 async def resolve(value: Any) -> Any:
     """A hookimpl's result, awaited when the hookimpl was ``async def``."""
     return await value if inspect.isawaitable(value) else value

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from . import __version__, metrics
-from .aio import event_loop_factory
+from .aio import event_loop_factory, loop_name
 from .app import make_app
 from .runtime import Runtime
 from .broker import Consumer
@@ -117,7 +117,7 @@ def consumer_main(argv: Sequence[str] | None = None) -> int:
                               "(without it the API runs tasks on its embedded worker)")
         loop = event_loop_factory(config.event_loop)()
         asyncio.set_event_loop(loop)
-        log.info("messenger-consumer (pid %d) on the %s loop", os.getpid(), type(loop).__module__.split(".", 1)[0])
+        log.info("messenger-consumer (pid %d) on the %s loop", os.getpid(), loop_name(loop))
         if config.metrics_port:
             try:
                 metrics.serve_in_thread(config.host, config.metrics_port, config.metrics_allow)

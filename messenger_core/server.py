@@ -20,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import metrics
-from .aio import event_loop_factory
+from .aio import event_loop_factory, loop_name
 from .app import make_app
 from .errors import StartupError
 from .plugins import PluginManager
@@ -63,7 +63,7 @@ async def serve_worker(config: Config, plugins: PluginManager, processes: int) -
     if processes > 1:
         watchdog = asyncio.ensure_future(_stop_when_orphaned(os.getppid(), stop))
     log.info("serving http://%s:%d (pid %d, %s loop, plugins: %s)", config.host, config.port, os.getpid(),
-             type(loop).__module__.split(".", 1)[0], ", ".join(plugins.enabled) or "none")
+             loop_name(loop), ", ".join(plugins.enabled) or "none")
     await stop.wait()
     if processes > 1:
         watchdog.cancel()

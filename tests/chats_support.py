@@ -46,6 +46,12 @@ async def say(client: Client, chat_id: str, user_id: str, text: str) -> str:
     return resp.json["message_id"]
 
 
+async def longpolls_held(client: Client, value: float) -> bool:
+    """Whether ``/metrics`` shows ``value`` long-polls held (the gauge is sampled about once a second)."""
+    text = (await client.get("/metrics")).body.decode()
+    return f"messenger_longpolls_held {value}" in text
+
+
 async def page(client: Client, chat_id: str, limit: int, start: str | None = None) -> Response:
     """GET one page (asserting nothing)."""
     query = f"limit={limit}" + (f"&from={start}" if start is not None else "")

@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from tornado.httpclient import HTTPRequest
@@ -84,9 +84,8 @@ def masked(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def read_frames_to_close(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """Read server frames until the close frame: (messages before it, its close code)."""
-    count = 0
+async def server_frames(reader: asyncio.StreamReader) -> AsyncIterator[tuple[int, bytes]]:
+    """The server's frames on a raw stream, ``(opcode, payload)``, up to and including its close frame."""
     while True:
         head = await reader.readexactly(2)
         length = head[1] & 0x7F
@@ -94,10 +93,20 @@ async def read_frames_to_close(reader: asyncio.StreamReader) -> tuple[int, int]:
             length = struct.unpack(">H", await reader.readexactly(2))[0]
         elif length == 127:
             length = struct.unpack(">Q", await reader.readexactly(8))[0]
-        payload = await reader.readexactly(length)
-        if head[0] & 0x0F == 0x8:
+        opcode = head[0] & 0x0F
+        yield opcode, await reader.readexactly(length)
+        if opcode == 0x8:
+            return
+
+
+async def read_frames_to_close(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read server frames until the close frame: (messages before it, its close code)."""
+    count = 0
+    async for opcode, payload in server_frames(reader):
+        if opcode == 0x8:
             return count, struct.unpack(">H", payload[:2])[0]
         count += 1
+    raise AssertionError("the server frames ended without a close frame")  # pragma: no cover
 
 
 async def raw_stream(base_url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -11,7 +11,7 @@ import pytest
 from messenger_chats.waiting import held_polls
 
 from auth_support import bearer, new_session
-from chats_support import chats_server, join, new_chat, read_page, say
+from chats_support import chats_server, join, longpolls_held, new_chat, read_page, say
 from support import TcpProxy, assert_error, poll, serve_app, start_api
 
 
@@ -147,16 +147,12 @@ async def test_held_long_polls_are_a_gauge_on_metrics(env: dict[str, str]) -> No
         chat = await new_chat(srv.client)
         await join(srv.client, chat)
         _, start = await read_page(srv.client, chat, 5)
-
-        async def gauge(value: float) -> bool:
-            text = (await srv.client.get("/metrics")).body.decode()
-            return f"messenger_longpolls_held {value}" in text
         waiting = [asyncio.ensure_future(srv.client.get(f"/v1/chats/{chat}/messages?limit=5&from={start}&wait=4",
                                                         timeout=30)) for _ in range(2)]
         await poll(lambda: held(srv.runtime, 2))
-        await poll(lambda: gauge(2.0), timeout=10)  # sampled every second
+        await poll(lambda: longpolls_held(srv.client, 2.0), timeout=10)  # sampled every second
         assert [(await request).status for request in waiting] == [200, 200]  # their wait ran out
-        await poll(lambda: gauge(0.0), timeout=10)
+        await poll(lambda: longpolls_held(srv.client, 0.0), timeout=10)
 
 
 async def test_polling_again_from_each_answer_misses_nothing_across_processes(

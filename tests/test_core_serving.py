@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import signal
 from pathlib import Path
 
-from chats_support import join, new_chat, say
+from chats_support import join, longpolls_held, new_chat, say
 from support import BIN, Client, Process, free_port, poll, start_api
 
 
@@ -90,7 +91,7 @@ async def test_each_event_loop_serves_a_long_poll_woken_by_a_post(env: dict[str,
             start = (await client.get(f"/v1/chats/{chat}/messages?limit=10")).json["next"]["iterator"]
             held = asyncio.ensure_future(client.get(f"/v1/chats/{chat}/messages?limit=10&from={start}&wait=20",
                                                     timeout=30))
-            await asyncio.sleep(0.3)
+            await poll(functools.partial(longpolls_held, client, 1.0), timeout=10)
             assert not held.done()
             await say(client, chat, user, f"on {expected}")
             resp = await asyncio.wait_for(held, 10)

@@ -11,7 +11,7 @@ from typing import Any
 from messenger_events.state import open_streams
 
 from chats_support import join, new_chat, read_page, say
-from events_support import Stream, masked, raw_stream, read_frames_to_close
+from events_support import Stream, masked, raw_stream, read_frames_to_close, server_frames
 from support import poll, serve_app
 
 CHATS_EVENTS = ("messenger_chats", "messenger_events")
@@ -111,17 +111,8 @@ async def _only_stream(hub: object) -> object | None:
     return streams[0] if len(streams) == 1 else None
 
 
-async def _server_frames(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
-    """Every frame the server sends, (opcode, payload), up to and including its close frame."""
-    frames = []
-    while True:
-        head = await reader.readexactly(2)
-        length = head[1] & 0x7F
-        if length == 126:
-            length = struct.unpack(">H", await reader.readexactly(2))[0]
-        frames.append((head[0] & 0x0F, await reader.readexactly(length)))
-        if frames[-1][0] == 0x8:
-            return frames
+async def _all_frames(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    return [frame async for frame in server_frames(reader)]
 
 
 async def test_an_idle_stream_is_pinged_and_one_whose_client_never_answers_is_closed(env: dict[str, str]) -> None:
@@ -133,7 +124,7 @@ async def test_an_idle_stream_is_pinged_and_one_whose_client_never_answers_is_cl
         await answering.ready()
         reader, writer = await raw_stream(srv.url)
         started = time.monotonic()
-        frames = await asyncio.wait_for(_server_frames(reader), 10)
+        frames = await asyncio.wait_for(_all_frames(reader), 10)
         opcodes = [opcode for opcode, _ in frames]
         assert opcodes[0] == 0x1 and json.loads(frames[0][1]) == {"type": "ready"}, frames
         assert 0x9 in opcodes[1:-1], frames  # pinged before being given up
